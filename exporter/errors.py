@@ -1,0 +1,47 @@
+"""One exception hierarchy for the whole toolkit.
+
+Every expected failure is a :class:`CrossrtError`: its message is one line that names the
+problem and the fix, and its ``exit_code`` is what the CLI returns (2: bad input or missing
+dependency, 1: the check itself failed). The CLI prints these without a traceback; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class CrossrtError(Exception):
+    exit_code = 2
+
+
+class UsageError(CrossrtError):
+    """Bad arguments or bad input files."""
+
+
+class UnknownModelError(UsageError):
+    """A model name that is not in the registry."""
+
+
+class WeightsError(UsageError):
+    """A checkpoint that cannot be loaded into the model."""
+
+
+class DependencyError(CrossrtError):
+    """A package, runtime or device that is needed but not present."""
+
+
+class ExportError(CrossrtError):
+    """paddle2onnx, the ONNX checker or the simplifier failed on a valid request."""
+
+    exit_code = 1
+
+
+class EngineBuildError(CrossrtError):
+    """TensorRT could not build what was asked for (or built something else)."""
+
+    exit_code = 1
+
+
+class CheckFailed(CrossrtError):
+    """A numerical check ran and did not pass (export verification, validation)."""
+
+    exit_code = 1
