@@ -1,0 +1,162 @@
+"""The `crossrt` command: a thin dispatcher over the Python API.
+
+Each subcommand is one entry in COMMANDS: a function that adds its arguments and a function
+that maps them onto one API call. Heavy modules are imported inside the run functions, so
+`crossrt --help` and every subcommand's --help work without paddle, TensorRT or a GPU.
+Expected failures (exporter.errors.CrossrtError) print one line and exit with their code;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from exporter.errors import CrossrtError, UsageError
+
+
+def _say(message: str) -> None:
+    """Progress and notices go to stderr, so stdout stays machine-readable (--json)."""
+    print(f"crossrt: {message}", file=sys.stderr, flush=True)
+
+
+def _csv(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        try:
+            return [kind(item) for item in text.split(",") if item.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {exc}") from exc
+    return parse
+
+
+# --- zoo ------------------------------------------------------------------------------
+
+def _zoo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON records on stdout")
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from exporter.counting import zoo_table
+
+    rows = zoo_table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("model", "crop", "resize", "params M", "MACs G", "table params M",
+              "published", "table FLOPs G", "published")
+    lines = [header] + [(r["name"], r["crop_size"], r["resize_short"], f"{r['params_m']:.3f}",
+                         f"{r['macs_g']:.3f}", f"{r['table_params_m']:.3f}",
+                         _fmt(r["ref_params_m"]), f"{r['table_flops_g']:.3f}",
+                         _fmt(r["ref_flops_g"])) for r in rows]
+    print(_table(lines))
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _table(rows: list[tuple[Any, ...]]) -> str:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+# --- export-onnx ------------------------------------------------------------------------
+
+def _export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a model name from `crossrt zoo` (e.g. EfficientNetB7)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--weights", metavar="CKPT", help="a PaddleClas *_pretrained.pdparams "
+                        "checkpoint (default: deterministic synthetic weights)")
+    source.add_argument("--paddle-model", metavar="PATH", help="an existing Paddle inference "
+                        "model: inference.json / legacy inference.pdmodel, or its folder")
+    parser.add_argument("--out", metavar="DIR", help="export folder (default artifacts/MODEL)")
+    parser.add_argument("--opset", type=int, default=13, help="ONNX opset, 11 to 19 (default 13)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="also write model.fp16.onnx (FP16 weights, FP32 inputs/outputs)")
+    parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
+    parser.add_argument("--force", action="store_true", help="export again even if an "
+                        "identical export exists (replaces it at the end)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from exporter.export import export_onnx
+
+    result = export_onnx(args.model, weights=args.weights, paddle_model=args.paddle_model,
+                         out_dir=args.out, opset=args.opset, fp16=args.fp16,
+                         simplify=not args.no_simplify, force=args.force, seed=args.seed,
+                         report=_say)
+    print(_export_summary(result))
+    return 0
+
+
+def _export_summary(result: Any) -> str:
+    manifest = result.manifest
+    check = manifest["check"]
+    lines = [f"{manifest['model']} -> {result.path}" + (" (reused)" if result.reused else ""),
+             f"  weights: {manifest['weights'].get('kind')}",
+             f"  nodes: {manifest['nodes']}",
+             f"  ONNX Runtime vs Paddle: max abs error {check['max_abs_error']:.3g} "
+             f"(allowed {check['tolerance']:.3g}), top-1 agreement {check['top1_agreement']:.0%}"]
+    if manifest.get("fp16"):
+        fp16 = manifest["fp16"]
+        lines.append(f"  FP16 graph: max abs error vs FP32 {fp16['max_abs_error_vs_fp32']:.3g}, "
+                     f"top-1 agreement on photos {fp16['top1_agreement_photos']:.0%}")
+    lines += [f"  {name}: {info['bytes'] / 1e6:.1f} MB"
+              for name, info in manifest["files"].items() if name.endswith((".onnx", ".data"))]
+    return "\n".join(lines)
+
+
+# --- the registry of subcommands --------------------------------------------------------
+
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None],
+                Callable[[argparse.Namespace], int]]
+COMMANDS: list[Command] = [
+    ("zoo", "list the models with their sizes and the seed's published figures",
+     _zoo_args, _zoo),
+    ("export-onnx", "export a model to ONNX (paddle2onnx + onnxsim), checked against Paddle",
+     _export_args, _export),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 2 with one line (argparse's own behaviour, minus the usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="crossrt", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
+    for name, summary, add_arguments, run in COMMANDS:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message="No ccache found")  # printed by paddle's import
+    try:
+        return args.run(args)
+    except CrossrtError as error:
+        print(f"crossrt {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"crossrt {args.command}: interrupted; nothing half-written was left behind",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,474 @@
+"""Paddle -> ONNX -> simplified (and FP16) ONNX, checked against Paddle, with a manifest.
+
+The pipeline, step by step (each is a small function below):
+  paddle_program  zoo model (synthetic or checkpoint weights) saved with paddle.jit.save, or a
+                  copy of an existing Paddle inference model (PIR .json or legacy .pdmodel)
+  paddle2onnx     conversion; paddle2onnx logs and swallows its own errors, so what comes
+                  back is checked here (empty, invalid, wrong outputs)
+  name_io         input/output named after the spec, dynamic batch dimension named "batch"
+  simplify        onnxsim, then verified against the unsimplified graph on real inputs
+  fp16            optional FP16 graph with FP32 inputs/outputs (TensorRT 11, ORT CUDA FP16)
+  check           ONNX Runtime CPU against Paddle on the bundled photographs and random inputs
+  golden          reference.npz: preprocessed photographs, their hashes, Paddle's outputs
+Everything is built in a temporary folder beside the target and renamed into place at the
+end, under a lock, so a failed or interrupted export never leaves a half-written folder and
+two concurrent exports of one model cannot corrupt each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from exporter import provenance
+from exporter.errors import CheckFailed, DependencyError, ExportError, UsageError
+from exporter.preprocess import photo_batch, random_inputs
+from exporter.specs import ModelSpec, get_spec
+
+if TYPE_CHECKING:
+    import onnx
+
+OPSETS = range(11, 20)
+DEFAULT_OPSET = 13
+ARTIFACTS = Path("artifacts")
+ONNX_FILE, FP16_FILE, MANIFEST_FILE, GOLDEN_FILE = ("model.onnx", "model.fp16.onnx",
+                                                    "manifest.json", "reference.npz")
+PROTOBUF_LIMIT = 2 << 30  # a ModelProto cannot be serialised past 2 GiB
+CHECK_RANDOM_INPUTS = 4
+# Ops kept in FP32 in the FP16 graph. Reductions over whole feature maps accumulate in the
+# input precision in ONNX Runtime's FP16 kernels; keeping them FP32 costs two casts each.
+FP16_FP32_OPS = ("GlobalAveragePool", "ReduceMean", "Softmax")
+
+Reporter = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    manifest: dict[str, Any]
+    reused: bool
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / ONNX_FILE
+
+
+def default_out_dir(spec: ModelSpec) -> Path:
+    return ARTIFACTS / spec.name
+
+
+def export_onnx(model: str, *, weights: str | Path | None = None,
+                paddle_model: str | Path | None = None, out_dir: str | Path | None = None,
+                opset: int = DEFAULT_OPSET, fp16: bool = False, simplify: bool = True,
+                force: bool = False, seed: int = 0, report: Reporter | None = None,
+                ) -> ExportResult:
+    """Export ``model`` (a registry name) to ONNX; reuse an identical earlier export."""
+    spec = get_spec(model)
+    say = report or (lambda message: None)
+    if opset not in OPSETS:
+        raise UsageError(f"opset {opset} is not supported; choose {OPSETS.start} to "
+                         f"{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    if weights is not None and paddle_model is not None:
+        raise UsageError("give either --weights or --paddle-model, not both")
+    if weights is not None and not Path(weights).is_file():
+        raise UsageError(f"checkpoint {weights} does not exist; pass a PaddleClas "
+                         "*_pretrained.pdparams file")
+    program_files = _paddle_model_files(paddle_model) if paddle_model is not None else None
+    out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
+    request = {
+        "model": spec.name, "opset": opset, "fp16": fp16, "simplify": simplify,
+        "crossrt": provenance.tool_versions(("crossrt",)).get("crossrt", "dev"),
+        "weights": ({"kind": "checkpoint", "sha256": provenance.sha256_file(weights)}
+                    if weights is not None else
+                    {"kind": "paddle-model",
+                     "sha256": [provenance.sha256_file(f) for f in program_files]}
+                    if program_files is not None else {"kind": "synthetic", "seed": seed}),
+    }
+    with provenance.disk_errors(out), _export_lock(out):
+        if not force and (manifest := _reusable(out, request)) is not None:
+            say(f"reusing {out} (same request; --force to export again)")
+            return ExportResult(out, manifest, reused=True)
+        with _staging_dir(out) as stage:
+            manifest = _build(stage, spec, request, weights=weights, program_files=program_files,
+                              seed=seed, say=say)
+            _publish(stage, out)
+    return ExportResult(out, manifest, reused=False)
+
+
+def _paddle_model_files(path: str | Path) -> tuple[Path, Path]:
+    """(program, params) of an existing Paddle inference model given as file, prefix or dir."""
+    path = Path(path)
+    candidates = ([path / "inference.json", path / "inference.pdmodel"] if path.is_dir() else
+                  [path] if path.suffix in (".json", ".pdmodel") else
+                  [path.with_suffix(".json"), path.with_suffix(".pdmodel")])
+    program = next((c for c in candidates if c.is_file()), None)
+    if program is None:
+        raise UsageError(f"no Paddle inference model at {path}; pass the inference.json (or "
+                         "legacy inference.pdmodel) written by PaddleClas's export script")
+    params = program.with_suffix(".pdiparams")
+    if not params.is_file():
+        raise UsageError(f"{params.name} is missing beside {program}; copy the weights file "
+                         "that was exported with it into the same folder")
+    return program, params
+
+
+# --- reuse, locking and publication -----------------------------------------------------
+
+def _reusable(out: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The existing manifest if ``out`` holds an intact export of the same request."""
+    manifest_path = out / MANIFEST_FILE
+    if not manifest_path.is_file():
+        if out.exists() and any(out.iterdir()):
+            raise UsageError(f"{out} exists and is not a crossrt export; choose another --out "
+                             "or remove it")
+        return None
+    import json
+
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("request") != request:
+        return None
+    changed = [name for name, info in manifest.get("files", {}).items()
+               if not (out / name).is_file() or provenance.sha256_file(out / name) != info["sha256"]]
+    if changed:
+        raise UsageError(f"{out} was modified after export ({', '.join(changed)}); pass --force "
+                         "to export again (this replaces it) or --out for a new folder")
+    return manifest
+
+
+@contextlib.contextmanager
+def _export_lock(out: Path) -> Iterator[None]:
+    """Serialise exports to one folder: the second waits, then finds the first one's result."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.parent / f".{out.name}.lock"
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            # Under the lock no other export of this folder runs: leftovers are from a crash.
+            for stale in out.parent.glob(f".{out.name}.tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _staging_dir(out: Path) -> Iterator[Path]:
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Move the finished export into place; an existing one is replaced only at the end."""
+    if out.exists():
+        old = out.parent / f".{out.name}.tmp-old"
+        os.replace(out, old)
+        os.replace(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, out)
+
+
+# --- the pipeline -----------------------------------------------------------------------
+
+class _Steps:
+    """Times each step and reports its start (the CLI shows these as progress)."""
+
+    def __init__(self, say: Reporter):
+        self.say, self.seconds = say, {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, message: str) -> Iterator[None]:
+        self.say(message)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+
+
+def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: str | Path | None,
+           program_files: tuple[Path, Path] | None, seed: int, say: Reporter) -> dict[str, Any]:
+    import onnx
+
+    step = _Steps(say)
+    with step("paddle_program", f"{spec.name}: building the Paddle inference program"):
+        program, params, weights_source = _paddle_program(stage / "paddle", spec, weights,
+                                                          program_files, seed, say)
+    with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"):
+        graph = _paddle2onnx(program, params, request["opset"], stage / "paddle2onnx.log")
+        _name_io(graph, spec)
+        _check_graph(graph)
+    nodes_before = len(graph.graph.node)
+    names, photos = photo_batch(spec)
+    feed = np.concatenate([photos, random_inputs(spec, CHECK_RANDOM_INPUTS, seed=seed)])
+    with step("reference", f"{spec.name}: computing Paddle reference outputs"):
+        reference = paddle_inference_outputs(program, params, feed)
+    simplify_error = None
+    if request["simplify"]:
+        with step("simplify", f"{spec.name}: simplifying with onnxsim"):
+            unsimplified = _ort_outputs(graph, spec, feed)
+            graph = _simplify(graph)
+            simplify_error = _max_abs(_ort_outputs(graph, spec, feed), unsimplified)
+            if simplify_error > _tolerance(spec, unsimplified):
+                raise CheckFailed(f"onnxsim changed {spec.name}'s outputs by {simplify_error:.3g};"
+                                  " export again with --no-simplify")
+    _set_metadata(graph, spec, weights_source)
+    with step("save", f"{spec.name}: saving {ONNX_FILE}"):
+        save_onnx(graph, stage / ONNX_FILE)
+    with step("check", f"{spec.name}: checking ONNX Runtime against Paddle"):
+        onnx_outputs = _ort_outputs(stage / ONNX_FILE, spec, feed)
+        check = _check_figures(spec, reference, onnx_outputs, len(names))
+    fp16_check = None
+    if request["fp16"]:
+        with step("fp16", f"{spec.name}: writing {FP16_FILE}"):
+            convert_fp16(stage / ONNX_FILE, stage / FP16_FILE)
+            fp16_outputs = _ort_outputs(stage / FP16_FILE, spec, feed)
+            fp16_check = {"kept_fp32_ops": list(FP16_FP32_OPS),
+                          "max_abs_error_vs_fp32": _max_abs(fp16_outputs, onnx_outputs),
+                          "top1_agreement_photos": float(np.mean(
+                              fp16_outputs[:len(names)].argmax(1)
+                              == onnx_outputs[:len(names)].argmax(1)))}
+    provenance.write_atomic(stage / GOLDEN_FILE, _golden_npz(names, photos, reference[:len(names)]))
+    manifest = {
+        "model": spec.name, "request": request, "weights": weights_source,
+        "opset": request["opset"], "ir_version": graph.ir_version,
+        "inputs": [_io_record(v) for v in graph.graph.input],
+        "outputs": [_io_record(v) for v in graph.graph.output],
+        "preprocessing": spec.preprocessing(),
+        "nodes": {"paddle2onnx": nodes_before, ONNX_FILE: len(graph.graph.node)},
+        "simplified": request["simplify"], "simplify_max_abs_error": simplify_error,
+        "check": check, "fp16": fp16_check,
+        "tools": provenance.tool_versions(), "seconds": step.seconds,
+    }
+    if not check["passed"]:
+        raise CheckFailed(f"{spec.name}: ONNX Runtime differs from Paddle by "
+                          f"{check['max_abs_error']:.3g} (allowed {check['tolerance']:.3g}); "
+                          "the export was not written")
+    manifest["files"] = {str(p.relative_to(stage)): {"bytes": p.stat().st_size,
+                                                     "sha256": provenance.sha256_file(p)}
+                         for p in sorted(stage.rglob("*")) if p.is_file()}
+    provenance.write_json(stage / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
+                    program_files: tuple[Path, Path] | None, seed: int, say: Reporter,
+                    ) -> tuple[Path, Path, dict[str, Any]]:
+    """The Paddle inference program to convert, written into ``folder``."""
+    folder.mkdir()
+    if program_files is not None:
+        program, params = (Path(shutil.copy2(f, folder / f"inference{f.suffix}"))
+                           for f in program_files)
+        return program, params, {"kind": "paddle-model", "path": str(program_files[0]),
+                                 "params_sha256": provenance.sha256_file(program_files[1])}
+    import paddle
+
+    from exporter.weights import load_model
+
+    layer, source = load_model(spec, weights, seed=seed)
+    if source.get("kind") == "synthetic":
+        say(f"{spec.name}: using synthetic weights (seed {seed}); pass --weights for real ones")
+    spec_in = paddle.static.InputSpec([None, *spec.input_shape], "float32", name=spec.input_name)
+    paddle.jit.save(layer, str(folder / "inference"), input_spec=[spec_in])
+    program = next(p for p in (folder / "inference.json", folder / "inference.pdmodel")
+                   if p.is_file())
+    return program, folder / "inference.pdiparams", source
+
+
+@contextlib.contextmanager
+def _captured_output(log_path: Path) -> Iterator[None]:
+    """Send fds 1 and 2 (paddle2onnx's C++ logs bypass Python) into ``log_path``."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "wb") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _paddle2onnx(program: Path, params: Path, opset: int, log_path: Path) -> onnx.ModelProto:
+    import onnx
+
+    # paddle2onnx's Polygraphy folding would pip-install packages at run time; onnxsim folds
+    # constants later anyway, so that step is switched off (optimize_tool=None).
+    os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
+    import paddle2onnx
+
+    with _captured_output(log_path):
+        try:
+            data = paddle2onnx.export(str(program), str(params), None, opset_version=opset,
+                                      auto_upgrade_opset=False, enable_onnx_checker=True,
+                                      optimize_tool=None)
+        except Exception:  # it swallows its error, then fails on the unset result
+            data = None
+    if not data:
+        log = log_path.read_text(errors="replace").splitlines()
+        reason = next((line for line in reversed(log) if "rror" in line), "no output")
+        raise ExportError(f"paddle2onnx could not convert {program.name}: {reason.strip()}")
+    try:
+        return onnx.load_from_string(data)
+    except Exception as exc:
+        raise ExportError(f"paddle2onnx wrote an unreadable ONNX model ({exc})") from exc
+
+
+def _name_io(graph: onnx.ModelProto, spec: ModelSpec) -> None:
+    """Name the input, output and dynamic batch after the spec, for trtexec/Triton configs."""
+    inputs, outputs = graph.graph.input, graph.graph.output
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ExportError(f"expected one input and one output, got {len(inputs)} and "
+                          f"{len(outputs)}; is this a {spec.family} classifier?")
+    renames = {inputs[0].name: spec.input_name, outputs[0].name: spec.output_name}
+    for node in graph.graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    for value in (inputs[0], outputs[0]):
+        value.name = renames[value.name]
+        batch = value.type.tensor_type.shape.dim[0]
+        if not batch.HasField("dim_value"):
+            batch.dim_param = "batch"
+
+
+def _check_graph(graph: onnx.ModelProto) -> None:
+    import onnx
+
+    try:
+        if graph.ByteSize() < PROTOBUF_LIMIT:
+            onnx.checker.check_model(graph, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the converted ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
+
+
+def _simplify(graph: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxsim
+
+    try:
+        simplified, ok = onnxsim.simplify(graph, check_n=0)  # verified below on real inputs
+    except Exception as exc:
+        raise ExportError(f"onnxsim failed ({exc}); export with --no-simplify") from exc
+    if not ok:
+        raise ExportError("onnxsim could not simplify the graph; export with --no-simplify")
+    return simplified
+
+
+def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
+    """Save a graph; past protobuf's 2 GiB the weights go to an external data file beside it."""
+    import onnx
+
+    large = graph.ByteSize() >= PROTOBUF_LIMIT if not _has_external_data(graph) else True
+    onnx.save_model(graph, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=f"{path.name}.data" if large else None)
+
+
+def _has_external_data(graph: onnx.ModelProto) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in graph.graph.initializer)
+
+
+def convert_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
+    """An FP16 copy of an FP32 graph with FP32 inputs and outputs, some ops kept in FP32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    graph = onnx.load(str(onnx_path))
+    half = convert_float_to_float16(graph, keep_io_types=True, op_block_list=list(FP16_FP32_OPS))
+    out_path = Path(out_path)
+    save_onnx(half, out_path)
+    return out_path
+
+
+def _set_metadata(graph: onnx.ModelProto, spec: ModelSpec, weights: dict[str, Any]) -> None:
+    """Preprocessing facts in metadata_props, so the ONNX file alone says how to feed it."""
+    import json
+
+    facts = {"model": spec.name, "weights": weights.get("kind", "unknown"),
+             **{k: json.dumps(v) if isinstance(v, list) else str(v)
+                for k, v in spec.preprocessing().items()}}
+    del graph.metadata_props[:]
+    for key, value in facts.items():
+        graph.metadata_props.add(key=key, value=value)
+
+
+def paddle_inference_outputs(program: Path, params: Path, feed: np.ndarray) -> np.ndarray:
+    """Outputs of the saved program under Paddle Inference (CPU, plain kernels)."""
+    try:
+        import paddle.inference as paddle_infer
+    except ImportError as exc:
+        raise DependencyError("paddle is not installed; pip install 'paddlepaddle>=3.3,<3.4'") from exc
+    config = paddle_infer.Config(str(program), str(params))
+    config.disable_gpu()
+    config.disable_glog_info()
+    predictor = paddle_infer.create_predictor(config)
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(feed.shape)
+    handle.copy_from_cpu(np.ascontiguousarray(feed))
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
+def _ort_outputs(model: onnx.ModelProto | Path, spec: ModelSpec, feed: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    source = model.SerializeToString() if not isinstance(model, Path) else str(model)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # paddle2onnx leaves unused initializers ORT warns about
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {spec.input_name: feed})[0]
+
+
+def _max_abs(test: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.max(np.abs(test.astype(np.float64) - reference)))
+
+
+def _tolerance(spec: ModelSpec, reference: np.ndarray) -> float:
+    """Float32 rounding grows with depth and magnitude: relative to max(1, max|reference|)."""
+    return spec.export_tolerance * max(1.0, float(np.max(np.abs(reference))))
+
+
+def _check_figures(spec: ModelSpec, reference: np.ndarray, test: np.ndarray,
+                   photos: int) -> dict[str, Any]:
+    error, tolerance = _max_abs(test, reference), _tolerance(spec, reference)
+    return {"against": "paddle-inference-cpu", "runtime": "onnxruntime-cpu",
+            "inputs": {"photos": photos, "random": len(reference) - photos},
+            "max_abs_error": error, "tolerance": tolerance, "passed": error <= tolerance,
+            "max_abs_reference": float(np.max(np.abs(reference))),
+            "top1_agreement": float(np.mean(test.argmax(1) == reference.argmax(1)))}
+
+
+def _golden_npz(names: list[str], photos: np.ndarray, outputs: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, inputs=photos, outputs=outputs, names=np.array(names),
+             sha256=np.array([provenance.sha256_array(p) for p in photos]))
+    return buffer.getvalue()
+
+
+def _io_record(value: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+    return {"name": value.name, "dtype": str(dtype), "shape": dims}

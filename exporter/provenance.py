@@ -1,0 +1,87 @@
+"""Where results came from: tool versions, file hashes, atomic writes. Light imports only."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from exporter.errors import UsageError
+
+TOOLS = ("crossrt", "paddlepaddle", "paddle2onnx", "onnx", "onnxsim", "onnxruntime",
+         "onnxruntime-gpu", "polygraphy", "tensorrt", "numpy", "opencv-python-headless")
+
+
+def tool_versions(names: tuple[str, ...] = TOOLS) -> dict[str, str]:
+    """Installed versions of the given distributions (absent ones are left out), no imports."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_array(array: Any) -> str:
+    """Hash of an array's dtype, shape and bytes: names a preprocessed input tensor exactly."""
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never half-written."""
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+class disk_errors:
+    """Turn the OS errors a user can fix (disk full, not writable) into one-line UsageErrors."""
+
+    def __init__(self, path: str | Path):
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if not isinstance(exc, OSError):
+            return
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UsageError(f"disk full while writing {self.path}; free some space and run "
+                             "again (nothing was left half-written)") from exc
+        if exc.errno in (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EPERM):
+            raise UsageError(f"cannot write to {self.path}: {exc.strerror}; choose a writable "
+                             "folder (e.g. --out)") from exc
