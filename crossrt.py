@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from exporter.errors import CrossrtError, UsageError
+from exporter.errors import CrossrtError
 
 
 def _say(message: str) -> None:
@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.filterwarnings("ignore", message="No ccache found")  # printed by paddle's import
+    # Paddle's import and jit.save print notices that are not ours to show.
+    warnings.filterwarnings("ignore", message="No ccache found")
+    os.environ.setdefault("GLOG_minloglevel", "2")
     try:
         return args.run(args)
     except CrossrtError as error:
