@@ -135,7 +135,8 @@ def _reusable(out: Path, request: dict[str, Any]) -> dict[str, Any] | None:
     import json
 
     manifest = json.loads(manifest_path.read_text())
-    if manifest.get("request") != request:
+    # An export with the FP16 graph also serves a request without it (not the reverse).
+    if manifest.get("request") not in (request, {**request, "fp16": True}):
         return None
     changed = [name for name, info in manifest.get("files", {}).items()
                if not (out / name).is_file() or provenance.sha256_file(out / name) != info["sha256"]]
@@ -172,6 +173,9 @@ def _staging_dir(out: Path) -> Iterator[Path]:
 
 def _publish(stage: Path, out: Path) -> None:
     """Move the finished export into place; an existing one is replaced only at the end."""
+    umask = os.umask(0)
+    os.umask(umask)
+    stage.chmod(0o777 & ~umask)  # mkdtemp made it private; the export is an ordinary folder
     if out.exists():
         old = out.parent / f".{out.name}.tmp-old"
         os.replace(out, old)

@@ -1,0 +1,488 @@
+"""The bench sweep: models x precisions x batch sizes on one runtime, against the seed's tables.
+
+Each cell is timed with :mod:`validation.timing` on a runner from :mod:`runtimes`, on the
+export :mod:`exporter` produces (both injectable, so the sweep logic is tested with real small
+models). A cell that fails is recorded with its reason and the sweep goes on; every finished
+cell is written at once (the results JSON is rewritten atomically), so ``resume=True``
+continues an interrupted sweep where it stopped. Nothing here prints: progress goes to an
+optional reporter (:func:`progress_reporter` picks a rich bar or plain lines).
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from exporter import provenance
+from exporter.errors import DependencyError, UsageError
+from exporter.specs import BATCH_SIZES, ModelSpec, get_spec
+from validation import tables
+from validation.timing import Method, TimingStats, measure
+
+TABLES = ("t4", "v100")
+TABLE_PRECISIONS = {"t4": ("fp16", "fp32"), "v100": ("fp32",)}
+PRECISIONS = ("fp16", "fp32")
+RUNTIME_PREFERENCE = ("tensorrt", "onnxruntime-cuda", "onnxruntime")  # best first
+RESULTS_FILE, MARKDOWN_FILE, CSV_FILE, FIGURE_FILE = ("bench.json", "bench.md", "bench.csv",
+                                                      "bench.png")
+FORMAT = "crossrt-bench/1"
+INPUT_SEED = 0
+
+Exporter = Callable[..., Path]  # export(model_name, fp16=bool) -> export folder
+RunnerFactory = Callable[..., Any]  # runtimes.create_runner(kind, target, **options) -> Runner
+RuntimeCheck = Callable[[str], tuple[bool, str]]  # runtimes.is_available
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A resolved sweep request; build it with :meth:`resolve` (all defaults live there)."""
+
+    models: tuple[str, ...]
+    runtime: str
+    table: str = "t4"
+    precisions: tuple[str, ...] = TABLE_PRECISIONS["t4"]
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    method: Method = Method()
+    threads: int | None = None
+    cuda_graph: bool | None = None
+
+    @classmethod
+    def resolve(cls, models: Sequence[str], *, runtime: str | None = None,
+                table: str | None = None, precisions: Sequence[str] | None = None,
+                batch_sizes: Sequence[int] | None = None, warmup_ms: float | None = None,
+                duration_s: float | None = None, min_iterations: int | None = None,
+                threads: int | None = None, cuda_graph: bool | None = None,
+                include_transfers: bool = False,
+                is_available: RuntimeCheck | None = None) -> BenchConfig:
+        """Check the request and fill in defaults: best runtime, the table's precisions, 1/4/8."""
+        if not models:
+            raise UsageError("name at least one model to bench, or pass --all")
+        table = table or "t4"
+        if table not in TABLES:
+            raise UsageError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+        precisions = tuple(precisions or TABLE_PRECISIONS[table])
+        if bad := [p for p in precisions if p not in PRECISIONS]:
+            raise UsageError(f"unknown precision {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
+        batch_sizes = tuple(batch_sizes or BATCH_SIZES)
+        if any(b < 1 for b in batch_sizes):
+            raise UsageError(f"batch sizes must be at least 1, got {list(batch_sizes)}")
+        default = Method()
+        method = Method(warmup_ms=default.warmup_ms if warmup_ms is None else warmup_ms,
+                        duration_s=default.duration_s if duration_s is None else duration_s,
+                        min_iterations=(default.min_iterations if min_iterations is None
+                                        else min_iterations),
+                        include_transfers=include_transfers)
+        if method.warmup_ms < 0 or method.duration_s < 0 or method.min_iterations < 1:
+            raise UsageError("--warmup-ms and --duration-s must be >= 0, --min-iterations >= 1")
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {threads}")
+        names = tuple(dict.fromkeys(get_spec(m).name for m in models))  # canonical, no repeats
+        return cls(models=names, runtime=runtime or best_runtime(is_available), table=table,
+                   precisions=tuple(dict.fromkeys(precisions)),
+                   batch_sizes=tuple(dict.fromkeys(batch_sizes)), method=method,
+                   threads=threads, cuda_graph=cuda_graph)
+
+    def runner_options(self, precision: str) -> dict[str, Any]:
+        """Keyword options for ``create_runner``; unset ones are left to the runner's default."""
+        options: dict[str, Any] = {"fp16": True} if precision == "fp16" else {}
+        if self.threads is not None:
+            options["threads"] = self.threads
+        if self.cuda_graph is not None:
+            options["cuda_graph"] = self.cuda_graph
+        return options
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    precision: str
+    batch_size: int
+
+    def label(self) -> str:
+        return f"{self.model} {self.precision.upper()} bs{self.batch_size}"
+
+    def key(self, runtime: str) -> tuple[str, str, str, int]:
+        return (self.model, runtime, self.precision, self.batch_size)
+
+
+def plan_cells(config: BenchConfig) -> list[Cell]:
+    """Every cell of the sweep, model by model (one export), precision by precision (one runner)."""
+    return [Cell(m, p, b) for m in config.models for p in config.precisions
+            for b in config.batch_sizes]
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
+    return (record["model"], record["runtime"], record["precision"], record["batch_size"])
+
+
+@dataclass
+class BenchResult:
+    """The sweep's document (what ``bench.json`` holds) and the files written from it."""
+
+    table: str
+    runtime: str
+    method: Method
+    machine: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "table": self.table, "runtime": self.runtime,
+                "method": asdict(self.method), "method_text": self.method.describe(),
+                "machine": self.machine, "records": self.records}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> BenchResult:
+        return cls(table=doc["table"], runtime=doc["runtime"], method=Method(**doc["method"]),
+                   machine=doc["machine"], records=list(doc["records"]))
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per failed, noisy or substituted-precision cell."""
+        return tables.notes(self.records)
+
+
+class Progress(Protocol):
+    """Where the sweep reports progress; the CLI passes one, library callers may not."""
+
+    def start(self, total: int, done: int) -> None: ...
+    def begin(self, cell: Cell) -> None: ...
+    def finish(self, cell: Cell, record: dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------- the sweep
+
+
+def run_bench(config: BenchConfig, out_dir: str | Path, *, json_path: str | Path | None = None,
+              resume: bool = False, export: Exporter | None = None,
+              make_runner: RunnerFactory | None = None,
+              progress: Progress | None = None) -> BenchResult:
+    """Sweep, then write bench.json, bench.md, bench.csv and bench.png into ``out_dir``."""
+    from validation import figures  # matplotlib is imported only when a figure is drawn
+
+    out = Path(out_dir)
+    result = run_sweep(config, out / RESULTS_FILE, resume=resume, export=export,
+                       make_runner=make_runner, progress=progress)
+    doc = result.to_json()
+    files = {"json": out / RESULTS_FILE,
+             "markdown": provenance.write_atomic(out / MARKDOWN_FILE, tables.markdown_report(doc)),
+             "csv": provenance.write_atomic(out / CSV_FILE, tables.csv_text(result.records)),
+             "figure": figures.latency_accuracy_figure(result.records, out / FIGURE_FILE,
+                                                       table=config.table)}
+    if json_path is not None:
+        files["json_copy"] = provenance.write_json(json_path, doc)
+    result.files = files
+    return result
+
+
+def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = False,
+              export: Exporter | None = None, make_runner: RunnerFactory | None = None,
+              progress: Progress | None = None) -> BenchResult:
+    """Time every cell of ``config``, writing ``results_path`` after each one.
+
+    With ``resume``, cells already in ``results_path`` (whatever their status) are kept and
+    not run again. An exception in a cell is recorded; KeyboardInterrupt stops the sweep
+    with every finished cell already on disk.
+    """
+    results_path = Path(results_path)
+    export = export or _default_export
+    make_runner = make_runner or _default_runner
+    result = BenchResult(table=config.table, runtime=config.runtime, method=config.method,
+                         machine=machine_info())
+    if resume and results_path.is_file():
+        result.records = load_result(results_path).records
+    done = {record_key(r) for r in result.records}
+    cells = plan_cells(config)
+    todo = [c for c in cells if c.key(config.runtime) not in done]
+
+    def save(cell: Cell, record: dict[str, Any]) -> None:
+        result.records.append(record)
+        provenance.write_json(results_path, result.to_json())
+        if progress:
+            progress.finish(cell, record)
+
+    if progress:
+        progress.start(total=len(cells), done=len(cells) - len(todo))
+    provenance.write_json(results_path, result.to_json())
+    try:
+        for model, model_cells in itertools.groupby(todo, key=lambda c: c.model):
+            _sweep_model(config, get_spec(model), list(model_cells), export, make_runner,
+                         result.machine, save, progress)
+    finally:
+        if progress:
+            progress.stop()
+    return result
+
+
+def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export: Exporter,
+                 make_runner: RunnerFactory, machine: dict[str, Any],
+                 save: Callable[[Cell, dict[str, Any]], None], progress: Progress | None) -> None:
+    """One model's cells: one export, then one runner per precision for all its batch sizes."""
+    extra: dict[str, Any] = {"machine": machine, "method": asdict(config.method),
+                             "threads": config.threads}
+    try:
+        target = Path(export(spec.name, fp16=any(c.precision == "fp16" for c in cells)))
+    except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
+        for cell in cells:
+            save(cell, cell_record(config, spec, cell, failure=f"export failed: {_reason(exc)}",
+                                   **extra))
+        return
+    extra["weights"] = weights_source(target)
+    for precision, group in itertools.groupby(cells, key=lambda c: c.precision):
+        pending = list(group)
+        try:
+            with make_runner(config.runtime, target, **config.runner_options(precision)) as runner:
+                with_info = {**extra, "runtime_info": _describe(runner)}
+                while pending:
+                    cell = pending.pop(0)
+                    save(cell, _time_cell(config, spec, cell, runner, with_info, progress))
+        except Exception as exc:  # noqa: BLE001 - the runner could not be built or activated
+            for cell in pending:
+                save(cell, cell_record(config, spec, cell, failure=f"runner failed: "
+                                       f"{_reason(exc)}", **extra))
+
+
+def _time_cell(config: BenchConfig, spec: ModelSpec, cell: Cell, runner: Any,
+               extra: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
+    if progress:
+        progress.begin(cell)
+    try:
+        stats = time_runner(runner, spec, cell.batch_size, config.method)
+    except Exception as exc:  # noqa: BLE001 - out of memory, runtime errors: recorded
+        return cell_record(config, spec, cell, failure=_reason(exc), **extra)
+    return cell_record(config, spec, cell, stats=stats, **extra)
+
+
+def time_runner(runner: Any, spec: ModelSpec, batch_size: int, method: Method) -> TimingStats:
+    """Time one batch size on an active runner: bound inputs, or ``infer`` with transfers."""
+    feed = model_feed(runner, spec, batch_size)
+    if method.include_transfers:
+        return measure(lambda: runner.infer(feed), batch_size, method)
+    runner.bind(feed)
+    return measure(runner.run_bound, batch_size, method)
+
+
+def model_feed(runner: Any, spec: ModelSpec, batch_size: int) -> dict[str, Any]:
+    """Seeded inputs at the spec's shape, in the dtype the runner's input expects."""
+    from polygraphy.datatype import DataType
+
+    from exporter.preprocess import random_inputs
+
+    name, (dtype, _shape) = next(iter(runner.get_input_metadata().items()))
+    data = random_inputs(spec, batch_size, seed=INPUT_SEED)
+    if dtype is None:
+        return {name: data}
+    # Polygraphy metadata may hold its own DataType or a numpy dtype; both convert here.
+    return {name: data.astype(DataType.to_dtype(DataType.from_dtype(dtype), "numpy"))}
+
+
+def cell_record(config: BenchConfig, spec: ModelSpec, cell: Cell, *,
+                stats: TimingStats | None = None, failure: str | None = None,
+                **provenance_: Any) -> dict[str, Any]:
+    """One cell's JSON record: statistics (or why it failed), the seed's figure, provenance."""
+    published = tables.published_ms(spec, config.table, cell.precision, cell.batch_size)
+    info = provenance_.get("runtime_info") or {}
+    record: dict[str, Any] = {
+        "model": spec.name, "family": spec.family, "runtime": config.runtime,
+        "table": config.table, "precision": cell.precision,
+        "precision_used": info.get("precision") if stats else None,
+        "batch_size": cell.batch_size, "status": "ok" if stats else "failed",
+        "reason": failure, "latency_ms": stats.latency_ms() if stats else None,
+        "throughput_ips": stats.throughput_ips if stats else None,
+        "cv": stats.cv if stats else None, "noisy": stats.noisy if stats else None,
+        "iterations": stats.iterations if stats else None,
+        "published_ms": published,
+        "ratio": stats.median_ms / published if stats and published else None,
+        "crop_size": spec.crop_size, "resize_short": spec.resize_short,
+        "published_top1": spec.published.top1,
+        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return {**record, **provenance_}
+
+
+def _reason(exc: BaseException) -> str:
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line[:300]}".rstrip(": ")
+
+
+def _describe(runner: Any) -> dict[str, Any]:
+    describe = getattr(runner, "describe", None)
+    return dict(describe()) if describe else {}
+
+
+def load_result(path: str | Path) -> BenchResult:
+    """A bench.json written by :func:`run_sweep` (to resume it, or to render it again)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"format {doc.get('format')!r}")
+        result = BenchResult.from_json(doc)
+        for record in result.records:
+            record_key(record)
+        return result
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is not a crossrt bench result ({exc}); delete it or run "
+                         "without --resume") from exc
+
+
+# ---------------------------------------------------------------- defaults and provenance
+
+
+def best_runtime(is_available: RuntimeCheck | None = None) -> str:
+    """The fastest runtime this machine has: TensorRT, else ONNX Runtime CUDA, else CPU."""
+    if is_available is None:
+        import runtimes
+
+        is_available = runtimes.is_available
+    reasons = []
+    for kind in RUNTIME_PREFERENCE:
+        ok, why = is_available(kind)
+        if ok:
+            return kind
+        reasons.append(f"{kind}: {why}")
+    raise DependencyError(f"no runtime to bench with ({'; '.join(reasons)}); "
+                          "pip install onnxruntime")
+
+
+def _default_export(model: str, *, fp16: bool) -> Path:
+    from exporter.export import export_onnx
+
+    return export_onnx(model, fp16=fp16).path
+
+
+def _default_runner(kind: str, target: Path, **options: Any) -> Any:
+    import runtimes
+
+    return runtimes.create_runner(kind, target, **options)
+
+
+def weights_source(target: Path) -> Any:
+    """The manifest's weights record (synthetic with seed, checkpoint hash, Paddle model)."""
+    folder = target if target.is_dir() else target.parent
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("weights")
+    except (OSError, ValueError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and threads, GPUs (name, driver, SM clock) when nvidia-smi answers, versions."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "versions": provenance.tool_versions(),
+    }
+    if gpus := _nvidia_gpus():
+        info["gpus"] = gpus
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+_GPU_FIELDS = ("name", "driver_version", "clocks.sm", "clocks.max.sm", "memory.total")
+
+
+def _nvidia_gpus() -> list[dict[str, str]]:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, f"--query-gpu={','.join(_GPU_FIELDS)}",
+                              "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=15, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    keys = ("name", "driver", "sm_clock_mhz", "max_sm_clock_mhz", "memory_mib")
+    return [dict(zip(keys, (v.strip() for v in line.split(",")))) for line in out.splitlines()
+            if line.strip()]
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+def progress_reporter(stream: IO[str] | None = None) -> Progress:
+    """A rich progress bar (current cell, ETA) on a terminal, plain lines otherwise (CI logs)."""
+    stream = stream or sys.stderr
+    return RichProgress(stream) if stream.isatty() else LineProgress(stream)
+
+
+class LineProgress:
+    """One line per finished cell with its median and an ETA from the mean cell time."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.total = self.done = self.timed = 0
+        self.started = time.monotonic()
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.done, self.timed = total, done, 0
+        self.started = time.monotonic()
+        if done:
+            print(f"resuming: {done} of {total} cells already measured", file=self.stream)
+
+    def begin(self, cell: Cell) -> None:
+        pass
+
+    def finish(self, cell: Cell, record: dict[str, Any]) -> None:
+        self.done += 1
+        self.timed += 1
+        per_cell = (time.monotonic() - self.started) / self.timed
+        eta = datetime.timedelta(seconds=round(per_cell * (self.total - self.done)))
+        outcome = (f"{record['latency_ms']['median']:.2f} ms median" if record["status"] == "ok"
+                   else f"{record['status']}: {record['reason']}")
+        print(f"[{self.done}/{self.total}] {cell.label()}: {outcome} (ETA {eta})",
+              file=self.stream, flush=True)
+
+    def stop(self) -> None:
+        pass
+
+
+class RichProgress:
+    """A rich bar showing the cell being timed, cells done and the time remaining."""
+
+    def __init__(self, stream: IO[str]):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                            TimeRemainingColumn(), console=Console(file=stream))
+        self.task: Any = None
+
+    def start(self, total: int, done: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("bench", total=total, completed=done)
+
+    def begin(self, cell: Cell) -> None:
+        self.bar.update(self.task, description=cell.label())
+
+    def finish(self, cell: Cell, record: dict[str, Any]) -> None:
+        if record["status"] != "ok":
+            self.bar.console.print(f"{cell.label()}: {record['status']}: {record['reason']}")
+        self.bar.advance(self.task)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
