@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from exporter.errors import CrossrtError
+from exporter.errors import CrossrtError, UsageError
 
 
 def _say(message: str) -> None:
@@ -114,6 +114,49 @@ def _export_summary(result: Any) -> str:
     return "\n".join(lines)
 
 
+# --- bench -----------------------------------------------------------------------------
+
+def _bench_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="models to time")
+    parser.add_argument("--all", action="store_true", help="every model of the zoo")
+    parser.add_argument("--runtime", help="onnxruntime, onnxruntime-cuda, onnxruntime-trt, "
+                        "tensorrt or paddle (default: the best available)")
+    parser.add_argument("--precision", type=_csv(str), help="fp16,fp32 (default: the table's)")
+    parser.add_argument("--batch-sizes", type=_csv(int), help="default 1,4,8")
+    parser.add_argument("--warmup-ms", type=float, help="warm-up time per cell (default 200)")
+    parser.add_argument("--duration-s", type=float, help="least measuring time per cell (3)")
+    parser.add_argument("--min-iterations", type=int, help="least iterations per cell (10)")
+    parser.add_argument("--threads", type=int, help="CPU threads of the runtime")
+    parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                        help="capture a CUDA graph (GPU runtimes)")
+    parser.add_argument("--include-transfers", action="store_true",
+                        help="time host-to-device copies too (default: inputs stay on device)")
+    parser.add_argument("--table", choices=("t4", "v100"), default="t4",
+                        help="the seed table to reproduce (default t4)")
+    parser.add_argument("--out", default="artifacts/bench", help="folder for bench.{md,json,"
+                        "csv,png} (default artifacts/bench)")
+    parser.add_argument("--json", metavar="PATH", help="also write the JSON here")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the cells already in --out and run only the rest")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from exporter.specs import SPECS
+    from validation.bench import BenchConfig, progress_reporter, run_bench
+
+    if args.all and args.models:
+        raise UsageError("name models or pass --all, not both")
+    config = BenchConfig.resolve(
+        list(SPECS) if args.all else args.models, runtime=args.runtime, table=args.table,
+        precisions=args.precision, batch_sizes=args.batch_sizes, warmup_ms=args.warmup_ms,
+        duration_s=args.duration_s, min_iterations=args.min_iterations, threads=args.threads,
+        cuda_graph=args.cuda_graph, include_transfers=args.include_transfers)
+    result = run_bench(config, args.out, json_path=args.json, resume=args.resume,
+                       progress=progress_reporter())
+    print(result.files["markdown"].read_text())  # its notes list failed and noisy cells
+    return 0
+
+
 # --- the registry of subcommands --------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None],
@@ -123,6 +166,8 @@ COMMANDS: list[Command] = [
      _zoo_args, _zoo),
     ("export-onnx", "export a model to ONNX (paddle2onnx + onnxsim), checked against Paddle",
      _export_args, _export),
+    ("bench", "time runtimes and print the seed's T4/V100 table with the published figures",
+     _bench_args, _bench),
 ]
 
 
