@@ -1,0 +1,173 @@
+"""Render comparison records as a terminal table, markdown, and a JSON-able report.
+
+Pure functions returning strings and dicts; the CLI prints them and writes the files. Every
+rendering says loudly when the weights are synthetic: agreement between runtimes then proves
+the toolchain, not the accuracy of a trained model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from validation.compare import ComparisonResult, to_jsonable
+
+if TYPE_CHECKING:
+    from validation.localize import Localization
+
+COLUMNS = ("runtime", "batch", "max abs", "p99 abs", "cosine", "top-1 agree", "min atol",
+           "result")
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """One runtime at one batch size against the reference."""
+
+    runtime: str
+    batch_size: int
+    result: ComparisonResult
+    inputs: str = ""  # which inputs, when several sets ran ("photos", "random")
+    localization: Localization | None = None  # where it went wrong, when it failed
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What the comparisons were made on; goes into every rendering."""
+
+    model: str
+    reference: str  # the reference runtime
+    weights: Mapping[str, Any] = field(default_factory=dict)  # the manifest's weights source
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # photo names, random count, seed
+    versions: Mapping[str, str] = field(default_factory=dict)
+    target: str = ""  # export directory or model file
+    warnings: tuple[str, ...] = ()  # degenerate reference, edited graph, ...
+
+
+def weights_warning(weights: Mapping[str, Any]) -> str | None:
+    """The loud line for synthetic weights (manifest ``{"kind": "synthetic", "seed": ...}``)."""
+    if weights.get("kind") != "synthetic":
+        return None
+    seed = f" (seed {weights['seed']})" if "seed" in weights else ""
+    return (f"SYNTHETIC WEIGHTS{seed}: runtimes were compared on calibrated random weights; "
+            f"this proves the conversion, not ImageNet accuracy (pass --weights for real ones)")
+
+
+def summary(record: ComparisonRecord) -> dict[str, Any]:
+    """The table's figures for one record: the worst value over the record's outputs."""
+    outputs = record.result.outputs
+
+    def worst(attr: str, pick: Any = max) -> float | None:
+        values = [getattr(o, attr) for o in outputs if getattr(o, attr) is not None]
+        return pick(values) if values else None
+
+    top1 = worst("top1_agreement", min)
+    return {"runtime": record.runtime, "batch": record.batch_size, "inputs": record.inputs,
+            "max_abs": worst("max_abs"), "p99_abs": worst("p99_abs"),
+            "cosine": worst("cosine", min),
+            "top1_agreed": None if top1 is None else round(top1 * record.batch_size),
+            "top1_agreement": top1, "min_atol": worst("min_atol"),
+            "passed": record.result.passed}
+
+
+def render_table(records: Sequence[ComparisonRecord],
+                 context: ReportContext | None = None) -> str:
+    """A plain-text table (stable for logs and tests), then failures and warnings."""
+    with_inputs = any(r.inputs for r in records)
+    header = list(COLUMNS[:2]) + (["inputs"] if with_inputs else []) + list(COLUMNS[2:])
+    rows = [_cells(summary(r), with_inputs) for r in records]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = []
+    if context is not None:
+        lines.append(f"{context.model}: reference {context.reference}"
+                     + (f", {context.target}" if context.target else ""))
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines += [f"FAIL {line}" for line in _failure_lines(records)]
+    lines += [f"WARNING {w}" for w in _warnings(context)]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(records: Sequence[ComparisonRecord], context: ReportContext) -> str:
+    """The full report as markdown: verdict, context, table, failures, versions."""
+    passed = all(r.result.passed for r in records)
+    with_inputs = any(r.inputs for r in records)
+    header = list(COLUMNS[:2]) + (["inputs"] if with_inputs else []) + list(COLUMNS[2:])
+    lines = [f"# Validation of {context.model}: {'PASS' if passed else 'FAIL'}", ""]
+    lines += [f"> **Warning:** {w}" for w in _warnings(context)]
+    lines += ["", f"- Reference runtime: {context.reference}"]
+    if context.target:
+        lines.append(f"- Target: `{context.target}`")
+    lines.append(f"- Weights: {_describe_mapping(context.weights) or 'not recorded'}")
+    lines.append(f"- Inputs: {_describe_mapping(context.inputs) or 'not recorded'}")
+    tolerances = sorted({r.result.tolerance.describe() for r in records})
+    lines.append(f"- Tolerance: {'; '.join(tolerances) or 'none'}")
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cells(summary(r), with_inputs)) + " |" for r in records]
+    failures = _failure_lines(records)
+    if failures:
+        lines += ["", "## Failures", ""] + [f"- {line}" for line in failures]
+    if context.versions:
+        lines += ["", "## Versions", ""]
+        lines += [f"- {name} {version}" for name, version in sorted(context.versions.items())]
+    return "\n".join(lines) + "\n"
+
+
+def report_dict(records: Sequence[ComparisonRecord], context: ReportContext) -> dict[str, Any]:
+    """Everything, JSON-able (strict: non-finite floats become strings)."""
+    return to_jsonable({
+        "model": context.model, "passed": all(r.result.passed for r in records),
+        "reference": context.reference, "target": context.target,
+        "weights": dict(context.weights),
+        "synthetic_weights": context.weights.get("kind") == "synthetic",
+        "inputs": dict(context.inputs), "versions": dict(context.versions),
+        "warnings": list(_warnings(context)),
+        "comparisons": [{**summary(r), "comparison": r.result.to_dict(),
+                         "localization": (r.localization.to_dict() if r.localization else None)}
+                        for r in records],
+    })
+
+
+# --------------------------------------------------------------------------------------------
+
+def _cells(row: Mapping[str, Any], with_inputs: bool) -> list[str]:
+    top1 = ("-" if row["top1_agreement"] is None
+            else f"{row['top1_agreed']}/{row['batch']}")
+    cells = [row["runtime"], str(row["batch"])] + ([row["inputs"] or "-"] if with_inputs else [])
+    return cells + [_number(row["max_abs"]), _number(row["p99_abs"]),
+                    _number(row["cosine"], "{:.6f}"), top1, _number(row["min_atol"]),
+                    "PASS" if row["passed"] else "FAIL"]
+
+
+def _number(value: float | None, fmt: str = "{:.1e}") -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    return fmt.format(value)
+
+
+def _failure_lines(records: Sequence[ComparisonRecord]) -> list[str]:
+    lines = []
+    for record in records:
+        if record.result.passed:
+            continue
+        where = f"{record.runtime} batch {record.batch_size}"
+        where += f" ({record.inputs})" if record.inputs else ""
+        lines.append(f"{where}: {record.result.reason}")
+        if record.localization is not None:
+            lines.append(f"{where}: {record.localization.summary()}")
+    return lines
+
+
+def _warnings(context: ReportContext | None) -> list[str]:
+    if context is None:
+        return []
+    synthetic = weights_warning(context.weights)
+    return ([synthetic] if synthetic else []) + list(context.warnings)
+
+
+def _describe_mapping(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in values.items())
