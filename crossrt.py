@@ -114,6 +114,65 @@ def _export_summary(result: Any) -> str:
     return "\n".join(lines)
 
 
+# --- validate --------------------------------------------------------------------------
+
+def _validate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
+    parser.add_argument("--runtimes", type=_csv(str), help="runtimes to compare (default: "
+                        "every one available here), e.g. onnxruntime,onnxruntime-cuda")
+    parser.add_argument("--reference", help="reference runtime (default paddle, else "
+                        "onnxruntime)")
+    parser.add_argument("--atol", type=float, help="absolute tolerance of FP32 runtimes "
+                        "(default 1e-3; FP16 graphs: 5e-2 plus a top-1 gate)")
+    parser.add_argument("--rtol", type=float, help="relative tolerance of FP32 runtimes "
+                        "(default 1e-4; FP16 graphs: 1e-2)")
+    parser.add_argument("--check-error-stat", choices=("elemwise", "max", "mean", "median",
+                        "quantile"), help="what must be within tolerance (default elemwise)")
+    parser.add_argument("--min-top1-agreement", type=float, metavar="F",
+                        help="least fraction of samples whose top-1 class must agree")
+    parser.add_argument("--batch-sizes", type=_csv(int), default=[1, 4], help="default 1,4")
+    parser.add_argument("--images", metavar="DIR", help="JPEG/PNG folder (default: the "
+                        "photographs bundled with scikit-image)")
+    parser.add_argument("--random", type=int, default=0, metavar="N",
+                        help="also N seeded random inputs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
+    parser.add_argument("--save-outputs", metavar="PATH", help="save every runtime's inputs "
+                        "and outputs (Polygraphy RunResults JSON)")
+    parser.add_argument("--load-outputs", metavar="PATH", nargs="+", default=[],
+                        help="saved outputs (or an export's reference.npz) to compare too")
+    parser.add_argument("--fp16", action="store_true",
+                        help="also compare the FP16 graph (FP16 tolerances)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--localize", dest="localize", action="store_true", default=None,
+                       help="localise even when everything passes")
+    where.add_argument("--no-localize", dest="localize", action="store_false",
+                       help="do not localise failures")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from exporter.provenance import write_atomic, write_json
+    from validation.report import render_markdown, render_table, report_dict
+    from validation.validate import validate
+
+    run = validate(args.target, runtimes=args.runtimes, reference=args.reference,
+                   atol=args.atol, rtol=args.rtol, check_error_stat=args.check_error_stat,
+                   min_top1_agreement=args.min_top1_agreement, batch_sizes=args.batch_sizes,
+                   images=args.images, random=args.random, seed=args.seed,
+                   save_outputs=args.save_outputs, load_outputs=args.load_outputs,
+                   fp16=args.fp16, localize=args.localize, report=_say)
+    print(render_table(run.records, run.context))
+    if args.json:
+        write_json(args.json, report_dict(run.records, run.context))
+    if args.markdown:
+        write_atomic(args.markdown, render_markdown(run.records, run.context))
+    if not run.records:
+        raise UsageError("nothing was compared: name a runtime other than the reference "
+                         "(--runtimes) or saved outputs (--load-outputs)")
+    return 0 if run.passed else 1
+
+
 # --- bench -----------------------------------------------------------------------------
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
@@ -166,6 +225,8 @@ COMMANDS: list[Command] = [
      _zoo_args, _zoo),
     ("export-onnx", "export a model to ONNX (paddle2onnx + onnxsim), checked against Paddle",
      _export_args, _export),
+    ("validate", "compare runtimes numerically against a reference (exit 1 on a mismatch)",
+     _validate_args, _validate),
     ("bench", "time runtimes and print the seed's T4/V100 table with the published figures",
      _bench_args, _bench),
 ]
