@@ -167,7 +167,7 @@ def _participants(requested: Sequence[str] | None, ref: Participant, export_dir:
     """The runtimes to compare (default: every one available here), FP16 graphs with --fp16."""
     import runtimes
 
-    if requested:
+    if requested is not None:
         unknown = [k for k in requested if k not in runtimes.RUNNER_KINDS]
         if unknown:
             raise UsageError(f"unknown runtime {unknown[0]!r}; choose from "
