@@ -216,6 +216,27 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pipeline --------------------------------------------------------------------------
+
+def _pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default="EfficientNetB0",
+                        help="a model name (default EfficientNetB0)")
+    parser.add_argument("--runtime", help="runtime to time (default: the best available)")
+    parser.add_argument("--out", metavar="DIR", help="export folder (default artifacts/MODEL)")
+    parser.add_argument("--duration-s", type=float, default=1.0,
+                        help="least measuring time per bench cell (default 1)")
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from validation.bench import progress_reporter
+    from validation.pipeline import run_pipeline, summary
+
+    result = run_pipeline(args.model, runtime=args.runtime, out_dir=args.out,
+                          duration_s=args.duration_s, progress=progress_reporter(), report=_say)
+    print(summary(result))
+    return 0 if result.passed else 1
+
+
 # --- the registry of subcommands --------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None],
@@ -229,6 +250,8 @@ COMMANDS: list[Command] = [
      _validate_args, _validate),
     ("bench", "time runtimes and print the seed's T4/V100 table with the published figures",
      _bench_args, _bench),
+    ("pipeline", "the main job: export-onnx, validate against Paddle, a short bench, a summary",
+     _pipeline_args, _pipeline),
 ]
 
 

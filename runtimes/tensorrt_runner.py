@@ -1,0 +1,269 @@
+"""TensorRT runner: a serialized engine run with TensorRT's Python API (TensorRT >= 10).
+
+Device buffers are allocated once, at the largest shape any optimisation profile allows;
+a feed picks the first profile whose range holds its shapes. ``bind`` copies the inputs to
+the device once; ``run_bound`` is one ``execute_async_v3`` (or, with ``cuda_graph=True``, the
+replay of a CUDA graph captured per input shape) followed by a stream synchronisation.
+Memory and streams come from Polygraphy's CUDA wrapper; the CUDA-graph calls go through
+the same CUDA runtime library with ctypes, so nothing beyond TensorRT and Polygraphy is needed.
+This module is type-checked against ``tensorrt-stubs`` (tests/test_typecheck.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import numpy as np
+
+from exporter.errors import DependencyError, UsageError
+from runtimes.availability import INSTALL_TRT, gpus
+from runtimes.base import InputSpec, Runner
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+_CAPTURE_THREAD_LOCAL = 1  # cudaStreamCaptureModeThreadLocal, as trtexec captures
+
+
+def require_tensorrt() -> str:
+    """TensorRT's version, after making sure ``import tensorrt`` is the real thing.
+
+    Callers then ``import tensorrt as trt`` themselves, so that mypy checks every call
+    against ``tensorrt-stubs`` (a module returned from a function would be untyped).
+    """
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise DependencyError(f"TensorRT cannot be imported ({error}): {INSTALL_TRT}") from error
+    if not hasattr(tensorrt, "Builder"):
+        raise DependencyError(f"the 'tensorrt' module has no Builder (type stubs?): {INSTALL_TRT}")
+    version: str = tensorrt.__version__
+    return version
+
+
+def trt_major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+def load_engine(path: Path) -> trt.ICudaEngine:
+    """Deserialize an engine, first checking its sidecar against this TensorRT and GPU."""
+    from runtimes.engine import check_engine_compatible, read_sidecar
+
+    version = require_tensorrt()
+    import tensorrt as trt
+
+    found, reason = gpus()
+    if not found:
+        raise DependencyError(reason)
+    sidecar = read_sidecar(path)
+    if sidecar is not None:
+        check_engine_compatible(sidecar, version, found[0], path)
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        raise UsageError(f"TensorRT {version} cannot load {path} on "
+                         f"{found[0]['name']}: it was built by another TensorRT version or for "
+                         "another GPU, or it is not an engine; rebuild it with crossrt build-engine")
+    return engine
+
+
+def io_names(engine: trt.ICudaEngine, mode: trt.TensorIOMode) -> list[str]:
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    return [name for name in names if engine.get_tensor_mode(name) == mode]
+
+
+def profile_ranges(engine: trt.ICudaEngine, inputs: list[str]
+                   ) -> list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
+    """Per optimisation profile: input name -> (min shape, max shape)."""
+    ranges = []
+    for profile in range(engine.num_optimization_profiles):
+        shapes = {}
+        for name in inputs:
+            low, _, high = engine.get_tensor_profile_shape(name, profile)
+            shapes[name] = (tuple(low[:]), tuple(high[:]))
+        ranges.append(shapes)
+    return ranges
+
+
+def pick_profile(ranges: list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]],
+                 shapes: dict[str, tuple[int, ...]]) -> int | None:
+    """The first profile whose min..max range holds every input shape (None: no profile)."""
+    def holds(low: tuple[int, ...], high: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+        return len(shape) == len(low) and all(lo <= d <= hi for lo, d, hi in zip(low, shape, high))
+
+    for index, profile in enumerate(ranges):
+        if all(holds(*profile[name], shape) for name, shape in shapes.items()):
+            return index
+    return None
+
+
+class _CudaGraph:
+    """A CUDA graph captured from one stream, replayed with ``launch`` (CUDA runtime via ctypes)."""
+
+    def __init__(self, cudart: Any, stream: int, work: Callable[[], None]):
+        self._cudart = cudart
+        self._graph, self._exec = ctypes.c_void_p(), ctypes.c_void_p()
+        self._check(cudart.cudaStreamBeginCapture(ctypes.c_void_p(stream), _CAPTURE_THREAD_LOCAL))
+        try:
+            work()
+        finally:
+            self._check(cudart.cudaStreamEndCapture(ctypes.c_void_p(stream), ctypes.byref(self._graph)))
+        self._check(cudart.cudaGraphInstantiateWithFlags(ctypes.byref(self._exec), self._graph,
+                                                         ctypes.c_ulonglong(0)))
+
+    def launch(self, stream: int) -> None:
+        self._check(self._cudart.cudaGraphLaunch(self._exec, ctypes.c_void_p(stream)))
+
+    def free(self) -> None:
+        self._cudart.cudaGraphExecDestroy(self._exec)
+        self._cudart.cudaGraphDestroy(self._graph)
+
+    @staticmethod
+    def _check(status: int) -> None:
+        if status != 0:
+            raise UsageError(f"CUDA graph capture failed (cudaError {status}); run with "
+                             "cuda_graph=False")
+
+
+class TensorRTRunner(Runner):
+    """A serialized TensorRT engine (``build-engine`` output) with buffers allocated once."""
+
+    kind: ClassVar[str] = "tensorrt"
+    defaults: ClassVar[dict[str, Any]] = {"fp16": False, "cuda_graph": False}
+
+    def __init__(self, path: Any, **options: Any):
+        super().__init__(path, **options)
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
+        self._stream: Any = None
+        self._buffers: dict[str, Any] | None = None
+        self._dtypes: dict[str, np.dtype] | None = None
+        self._ranges: list[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] | None = None
+        self._profile: int | None = None
+        self._graphs: dict[tuple[Any, ...], _CudaGraph] | None = None
+        self._shape_key: tuple[Any, ...] | None = None
+
+    def _load(self) -> None:
+        from polygraphy import cuda
+        from polygraphy.datatype import DataType
+
+        engine = load_engine(self.path)
+        import tensorrt as trt
+
+        context = engine.create_execution_context()
+        inputs = io_names(engine, trt.TensorIOMode.INPUT)
+        outputs = io_names(engine, trt.TensorIOMode.OUTPUT)
+        dtypes = {name: np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+                  for name in inputs + outputs}
+        ranges = profile_ranges(engine, inputs)
+        self._stream = cuda.Stream()
+        largest: dict[str, tuple[int, ...]] = {}  # per tensor, over every profile's max shapes
+        for profile, _ in enumerate(ranges):
+            context.set_optimization_profile_async(profile, self._stream.ptr)
+            for name in inputs:
+                context.set_input_shape(name, ranges[profile][name][1])
+            shapes = {name: ranges[profile][name][1] for name in inputs}
+            shapes.update({name: tuple(context.get_tensor_shape(name)[:]) for name in outputs})
+            for name, shape in shapes.items():
+                if np.prod(shape) >= np.prod(largest.get(name, ())):
+                    largest[name] = shape
+        self._stream.synchronize()
+        self._buffers = {name: cuda.DeviceArray(shape, DataType.from_dtype(dtypes[name]))
+                         for name, shape in largest.items()}  # allocated once
+        self._engine, self._context, self._ranges, self._dtypes = engine, context, ranges, dtypes
+        self._graphs, self._profile = {}, None
+
+    def _unload(self) -> None:
+        for graph in (self._graphs or {}).values():
+            graph.free()
+        for buffer in (self._buffers or {}).values():
+            buffer.free()
+        if self._stream is not None:
+            self._stream.free()
+        self._engine = self._context = self._stream = self._buffers = self._ranges = None
+        self._graphs = self._profile = self._shape_key = self._dtypes = None
+
+    def _inputs(self) -> dict[str, InputSpec]:
+        assert self._engine is not None and self._ranges is not None and self._dtypes
+        specs = {}
+        for name in self._ranges[0]:
+            dims = tuple(self._engine.get_tensor_shape(name)[:])
+            lows = [r[name][0] for r in self._ranges]
+            highs = [r[name][1] for r in self._ranges]
+            specs[name] = InputSpec(name, self._dtypes[name],
+                                    tuple(None if d < 0 else d for d in dims),
+                                    tuple(map(min, zip(*lows))), tuple(map(max, zip(*highs))))
+        return specs
+
+    def _outputs(self) -> list[str]:
+        assert self._buffers is not None and self._ranges is not None
+        return [name for name in self._buffers if name not in self._ranges[0]]
+
+    def _bind(self, feed: dict[str, np.ndarray]) -> None:
+        assert self._context is not None and self._buffers is not None and self._ranges is not None
+        shapes = {name: tuple(array.shape) for name, array in feed.items()}
+        profile = pick_profile(self._ranges, shapes)
+        if profile is None:  # check_feed admits the union of profiles; one must hold them all
+            raise UsageError(f"no optimisation profile of {self.path} holds input shapes {shapes}")
+        if profile != self._profile:
+            self._context.set_optimization_profile_async(profile, self._stream.ptr)
+            self._profile = profile
+        for name, array in feed.items():
+            self._context.set_input_shape(name, array.shape)
+            self._buffers[name].resize(array.shape).copy_from(array, self._stream)
+        for name in self._outputs():
+            self._buffers[name].resize(tuple(self._context.get_tensor_shape(name)[:]))
+        for name, buffer in self._buffers.items():
+            self._context.set_tensor_address(name, buffer.ptr)
+        self._shape_key = (profile, *sorted(shapes.items()))
+
+    def _enqueue(self) -> None:
+        assert self._context is not None
+        if not self._context.execute_async_v3(self._stream.ptr):
+            raise UsageError(f"TensorRT failed to run {self.path} (execute_async_v3 returned False)")
+
+    def _run_bound(self) -> None:
+        assert self._graphs is not None and self._shape_key is not None
+        if not self.options["cuda_graph"]:
+            self._enqueue()
+        else:
+            graph = self._graphs.get(self._shape_key)
+            if graph is None:
+                from polygraphy import cuda
+
+                self._enqueue()  # TensorRT finishes shape-dependent set-up before capture
+                self._stream.synchronize()
+                graph = _CudaGraph(cuda.wrapper().handle, self._stream.ptr, self._enqueue)
+                self._graphs[self._shape_key] = graph
+            graph.launch(self._stream.ptr)
+        self._stream.synchronize()
+
+    def _fetch_bound(self) -> dict[str, np.ndarray]:
+        assert self._buffers is not None and self._dtypes is not None
+        outputs = {}
+        for name in self._outputs():
+            buffer = self._buffers[name]
+            host = np.empty(buffer.shape, dtype=self._dtypes[name])
+            outputs[name] = buffer.copy_to(host, self._stream)
+        self._stream.synchronize()
+        return outputs
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._bound = None  # infer reuses the device buffers: a later run_bound needs bind again
+        self._bind({name: np.ascontiguousarray(array) for name, array in feed.items()})
+        self._run_bound()
+        return self._fetch_bound()
+
+    def _describe(self) -> dict[str, Any]:
+        from runtimes.engine import read_sidecar
+
+        sidecar = read_sidecar(self.path) or {}
+        found, _ = gpus()
+        return {"versions": {"tensorrt": require_tensorrt()},
+                "device": found[0]["name"] if found else "no GPU",
+                "gpu": found[0] if found else {},
+                "precision": sidecar.get("precision", {}).get("engine", "unknown (no sidecar)"),
+                "profiles": sidecar.get("profiles"),
+                "cuda_graph": bool(self.options["cuda_graph"])}

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""GPU check: ONNX Runtime CPU against CUDA (FP32, FP16) on one export, and the timing path
+of our ``onnxruntime-cuda`` runner side by side with a hand-tuned I/O-binding + CUDA-graph loop.
+
+One prepared command for a machine with an NVIDIA GPU and onnxruntime-gpu; paddle is not
+needed (the export's golden outputs stand in for it):
+
+    python scripts/gpu_check.py artifacts/EfficientNetB0 --out artifacts/gpu-check
+
+Writes ``OUT/gpu_check.json`` (everything) and ``OUT/gpu_check.md`` (the tables). With
+``--device cpu`` the same steps run on the CPU (hand loop without CUDA graph) so the script
+itself can be tested where there is no GPU. Exit code: 0 when every comparison passed, 1 if
+one failed, 2 when the GPU runtime is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+
+import runtimes  # noqa: E402
+from exporter.errors import CrossrtError  # noqa: E402
+from exporter.provenance import tool_versions, write_atomic, write_json  # noqa: E402
+from runtimes.availability import cpu_name, gpus  # noqa: E402
+from runtimes.onnxrt import ort_dtype  # noqa: E402
+
+ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def golden(export: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Preprocessed photos and Paddle's outputs on them, from the export's reference.npz
+    (written by export-onnx: ``inputs`` [N,3,H,W], ``outputs`` [N,classes], ``names``)."""
+    path = export / "reference.npz"
+    if not path.is_file():
+        return None, None
+    with np.load(path) as data:
+        return data["inputs"], data["outputs"]
+
+
+def batches(export: Path, input_shape: tuple[int, ...], batch_sizes: list[int],
+            seed: int = 0) -> dict[str, dict[int, np.ndarray]]:
+    """Named input sets per batch size: the golden photos (cycled to size) and seeded noise."""
+    photos, _ = golden(export)
+    rng = np.random.default_rng(seed)
+    sets: dict[str, dict[int, np.ndarray]] = {}
+    if photos is not None:
+        sets["photos"] = {b: np.ascontiguousarray(photos[np.arange(b) % len(photos)])
+                          for b in batch_sizes}
+    sets["random"] = {b: rng.uniform(-2.1, 2.6, (b, *input_shape)).astype(np.float32)
+                      for b in batch_sizes}  # the normalised range of ImageNet mean/std inputs
+    return sets
+
+
+# -- validation ------------------------------------------------------------------------------
+def validate(export: Path, device: str, batch_sizes: list[int]) -> list[dict[str, Any]]:
+    """CUDA FP32 and FP16 against ONNX Runtime CPU FP32, batch by batch; CPU against golden."""
+    from validation.compare import compare_outputs, tolerance_for
+
+    test_kind = "onnxruntime-cuda" if device == "cuda" else "onnxruntime"
+    rows = []
+    with runtimes.create_runner("onnxruntime", export) as cpu:
+        name = next(iter(cpu.get_input_metadata()))
+        shape = tuple(cpu.get_input_metadata()[name].shape[1:])
+        sets = batches(export, shape, batch_sizes)
+        references = {(s, b): cpu.infer({name: x}) for s, xs in sets.items() for b, x in xs.items()}
+        photos, paddle_logits = golden(export)
+        if photos is not None and paddle_logits is not None:
+            ours = cpu.infer({name: photos})
+            out = next(iter(ours))
+            result = compare_outputs({out: paddle_logits}, ours, tolerance_for("fp32"))
+            rows.append(_row("onnxruntime (CPU) vs golden Paddle", "fp32", len(photos),
+                             "photos", result))
+    for precision, file in ONNX_FILES.items():
+        if not (export / file).is_file():
+            rows.append({"runtime": test_kind, "precision": precision, "status": f"no {file}"})
+            continue
+        with runtimes.create_runner(test_kind, export, fp16=precision == "fp16") as test:
+            for (input_set, batch), reference in references.items():
+                outputs = test.infer({name: sets[input_set][batch]})
+                result = compare_outputs(reference, outputs, tolerance_for(precision))
+                rows.append(_row(f"{test_kind} vs onnxruntime (CPU FP32)", precision, batch,
+                                 input_set, result))
+    return rows
+
+
+def _row(pair: str, precision: str, batch: int, inputs: str, result: Any) -> dict[str, Any]:
+    output = result.outputs[0] if result.outputs else None
+    return {"comparison": pair, "precision": precision, "batch": batch, "inputs": inputs,
+            "passed": bool(result), "reason": result.reason,
+            "max_abs": getattr(output, "max_abs", None), "p99_abs": getattr(output, "p99_abs", None),
+            "cosine": getattr(output, "cosine", None),
+            "top1_agreement": getattr(output, "top1_agreement", None),
+            "min_atol": getattr(output, "min_atol", None),
+            "tolerance": result.tolerance.describe()}
+
+
+# -- timing ----------------------------------------------------------------------------------
+class HandTuned:
+    """The loop a performance engineer writes by hand, independent of crossrt's runner:
+    one session per shape, input copied once, output pre-allocated on the device, CUDA graph,
+    exhaustive cuDNN search, NHWC. ``step`` is one synchronised inference."""
+
+    def __init__(self, path: Path, name: str, array: np.ndarray, device: str):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if device == "cuda":
+            providers = [("CUDAExecutionProvider", {
+                "device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE",
+                "enable_cuda_graph": "1", "prefer_nhwc": "1", "use_tf32": "0"})]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        output = self.session.get_outputs()[0]
+        self.x = ort.OrtValue.ortvalue_from_numpy(array.copy(), device, 0)
+        self.y = ort.OrtValue.ortvalue_from_shape_and_type(
+            [array.shape[0], *output.shape[1:]], ort_dtype(output.type), device, 0)
+        self.binding = self.session.io_binding()
+        self.binding.bind_ortvalue_input(name, self.x)
+        self.binding.bind_ortvalue_output(output.name, self.y)
+        self.run_options = ort.RunOptions()
+
+    def step(self) -> None:
+        self.session.run_with_iobinding(self.binding, self.run_options)
+
+
+def interleaved(steps: dict[str, Callable[[], None]], rounds: int, iterations: int,
+                warmup_s: float) -> dict[str, list[float]]:
+    """ms per inference for each step, measured in alternating blocks (same conditions)."""
+    for step in steps.values():
+        end = time.perf_counter() + warmup_s
+        for _ in range(10):
+            step()
+        while time.perf_counter() < end:
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    for round_index in range(rounds):
+        for name in order if round_index % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            for _ in range(iterations):
+                steps[name]()
+            times[name].append((time.perf_counter() - start) * 1e3 / iterations)
+    return times
+
+
+def time_paths(export: Path, device: str, batch_sizes: list[int], rounds: int,
+               iterations: int, warmup_s: float) -> list[dict[str, Any]]:
+    kind = "onnxruntime-cuda" if device == "cuda" else "onnxruntime"
+    rows = []
+    for precision, file in ONNX_FILES.items():
+        path = export / file
+        if not path.is_file():
+            continue
+        with runtimes.create_runner(kind, path) as ours:
+            name = next(iter(ours.get_input_metadata()))
+            shape = tuple(ours.get_input_metadata()[name].shape[1:])
+            described = ours.describe()
+            for batch in batch_sizes:
+                array = batches(export, shape, [batch], seed=batch)["random"][batch]
+                ours.bind({name: array})
+                hand = HandTuned(path, name, array, device)
+                plain = hand.session if device == "cpu" else _plain_session(path)
+                steps = {"ours": ours.run_bound, "hand": hand.step,
+                         "plain_run": lambda s=plain: s.run(None, {name: array})}
+                times = interleaved(steps, rounds, iterations, warmup_s)
+                ours.run_bound()
+                same = np.allclose(ours.fetch_bound()[hand.session.get_outputs()[0].name],
+                                   hand.y.numpy(), rtol=1e-3, atol=1e-3)
+                median = {k: statistics.median(v) for k, v in times.items()}
+                rows.append({"file": file, "precision": precision, "batch": batch,
+                             "ours_ms": median["ours"], "hand_ms": median["hand"],
+                             "plain_run_ms": median["plain_run"],
+                             "ours_over_hand": median["ours"] / median["hand"],
+                             "ours_min_ms": min(times["ours"]), "hand_min_ms": min(times["hand"]),
+                             "rounds_ms": times, "same_outputs": bool(same),
+                             "runner": described})
+    return rows
+
+
+def _plain_session(path: Path) -> Any:
+    """``session.run`` with host arrays and default CUDA options: the untuned baseline."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
+
+
+# -- TODO hooks: the CLI once `crossrt validate` and `crossrt bench` exist -----------------------
+def crossrt_validate(export: Path, out: Path) -> dict[str, Any]:
+    """TODO(validate): run `crossrt validate EXPORT --runtimes onnxruntime,onnxruntime-cuda
+    --reference onnxruntime --load-outputs EXPORT/reference.npz --json OUT/validate.json`."""
+    return {"status": "todo", "command": f"crossrt validate {export} --json {out / 'validate.json'}"}
+
+
+def crossrt_bench(export: Path, out: Path) -> dict[str, Any]:
+    """TODO(bench): run a short `crossrt bench MODEL --runtime onnxruntime-cuda --precision
+    fp16,fp32 --batch-sizes 1,4,8 --duration-s 1 --out OUT/bench`."""
+    return {"status": "todo", "command": f"crossrt bench --runtime onnxruntime-cuda --out {out / 'bench'}"}
+
+
+# -- report ----------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    found, reason = gpus()
+    facts: dict[str, Any] = {"gpus": list(found), "gpu_reason": reason or None, "cpu": cpu_name(),
+                             "python": platform.python_version(), "versions": tool_versions()}
+    try:
+        facts["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit",
+             "--format=csv"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        facts["nvidia_smi"] = None
+    return facts
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    return "-" if value is None else format(value, spec) if isinstance(value, float) else str(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    gpu = report["machine"]["gpus"][0]["name"] if report["machine"]["gpus"] else report["machine"]["cpu"]
+    lines = [f"# GPU check: {report['export']}", "",
+             f"{gpu}; onnxruntime {report['machine']['versions'].get('onnxruntime-gpu') or report['machine']['versions'].get('onnxruntime')}; "
+             f"device {report['device']}", "", "## Validation (reference: ONNX Runtime CPU FP32)", "",
+             "| comparison | precision | batch | inputs | max abs | p99 abs | cosine | top-1 | min atol | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["validation"]:
+        if "status" in r:
+            lines.append(f"| {r['runtime']} | {r['precision']} | - | - | - | - | - | - | - | {r['status']} |")
+            continue
+        lines.append(f"| {r['comparison']} | {r['precision']} | {r['batch']} | {r['inputs']} | "
+                     f"{_fmt(r['max_abs'])} | {_fmt(r['p99_abs'])} | {_fmt(r['cosine'], '.6f')} | "
+                     f"{_fmt(r['top1_agreement'])} | {_fmt(r['min_atol'])} | "
+                     f"{'PASS' if r['passed'] else 'FAIL: ' + str(r['reason'])} |")
+    lines += ["", "## Timing: our runner's bind/run_bound against a hand-tuned loop (median ms)", "",
+              "| file | batch | plain run() | hand-tuned | ours | ours / hand | same outputs |",
+              "|---|---|---|---|---|---|---|"]
+    for r in report["timing"]:
+        lines.append(f"| {r['file']} | {r['batch']} | {r['plain_run_ms']:.3f} | {r['hand_ms']:.3f} | "
+                     f"{r['ours_ms']:.3f} | {r['ours_over_hand']:.3f} | {r['same_outputs']} |")
+    lines += ["", f"Method: {report['method']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("export", type=Path, help="export directory (model.onnx, model.fp16.onnx, reference.npz)")
+    parser.add_argument("--out", type=Path, default=Path("artifacts/gpu-check"))
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--batch-sizes", default="1,4,8")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--warmup-s", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    if args.device == "cuda" and not runtimes.is_available("onnxruntime-cuda")[0]:
+        print(f"gpu_check: {runtimes.is_available('onnxruntime-cuda')[1]}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        report = {"export": str(args.export), "device": args.device, "machine": machine(),
+                  "validation": validate(args.export, args.device, batch_sizes),
+                  "timing": time_paths(args.export, args.device, batch_sizes, args.rounds,
+                                       args.iterations, args.warmup_s),
+                  "method": (f"{args.rounds} alternating rounds of {args.iterations} synchronised "
+                             f"inferences after {args.warmup_s} s warm-up; median of round means"),
+                  "cli": {"validate": crossrt_validate(args.export, args.out),
+                          "bench": crossrt_bench(args.export, args.out)}}
+    except CrossrtError as error:
+        print(f"gpu_check: {error}", file=sys.stderr)
+        return error.exit_code
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(args.out / "gpu_check.json", report)
+    write_atomic(args.out / "gpu_check.md", markdown(report))
+    print(markdown(report))
+    return 0 if all(r.get("passed", True) for r in report["validation"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

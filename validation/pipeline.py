@@ -1,0 +1,70 @@
+"""`crossrt pipeline`: the main job in one call: export, validate against Paddle, time.
+
+Each step is the same API call its own subcommand makes; this module only chains them and
+gathers one summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter.export import ExportResult, export_onnx
+from validation.bench import BenchConfig, BenchResult, run_bench
+from validation.validate import ValidationRun, validate
+
+Reporter = Callable[[str], None]
+PIPELINE_BATCH_SIZES = (1, 4)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    export: ExportResult
+    validation: ValidationRun
+    bench: BenchResult
+
+    @property
+    def passed(self) -> bool:
+        return self.validation.passed
+
+
+def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path | None = None,
+                 bench_dir: str | Path | None = None, duration_s: float = 1.0,
+                 progress: Any = None, report: Reporter | None = None) -> PipelineResult:
+    """Export ``model``, validate every available runtime against Paddle, then a short bench."""
+    exported = export_onnx(model, out_dir=out_dir, report=report)
+    checked = validate(exported.path, batch_sizes=PIPELINE_BATCH_SIZES, report=report)
+    config = BenchConfig.resolve([exported.manifest["model"]], runtime=runtime,
+                                 precisions=["fp32"], batch_sizes=PIPELINE_BATCH_SIZES,
+                                 duration_s=duration_s)
+    timed = run_bench(config, bench_dir or exported.path / "bench", progress=progress,
+                      export=lambda name, fp16=False: exported.path)
+    return PipelineResult(exported, checked, timed)
+
+
+def summary(result: PipelineResult) -> str:
+    """One summary: files written, the verdict with its key figures, the T4-layout row."""
+    from validation import tables
+    from validation.report import summary as record_summary
+    from validation.report import weights_warning
+
+    manifest, run = result.export.manifest, result.validation
+    lines = [f"## {manifest['model']}", "", f"Export: {result.export.path}"
+             + (" (reused)" if result.export.reused else "")]
+    lines += [f"- {name} ({info['bytes'] / 1e6:.1f} MB)" for name, info in manifest["files"].items()]
+    verdict = "PASS" if run.passed else "FAIL"
+    lines += ["", f"Validation against {run.context.reference}: {verdict}"]
+    for record in run.records:
+        row = record_summary(record)
+        figures = (f"max abs error {row['max_abs']:.2g}, top-1 agreement "
+                   f"{row['top1_agreement']:.0%}" if row["max_abs"] is not None else "")
+        verdict = "PASS" if record.result else f"FAIL: {record.result.reason}"
+        lines.append(f"- {record.runtime} batch {record.batch_size}: {figures}; {verdict}")
+    if warning := weights_warning(manifest.get("weights", {})):
+        lines.append(f"- {warning}")
+    lines += ["", f"Timing ({result.bench.runtime}, measured beside the seed's published "
+              "T4 figures):", "", tables.markdown_table(result.bench.records, "t4"),
+              "", f"Bench files: {', '.join(str(p) for p in result.bench.files.values())}"]
+    return "\n".join(lines)
