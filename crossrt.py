@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from exporter.errors import CrossrtError, UsageError
@@ -112,6 +113,64 @@ def _export_summary(result: Any) -> str:
     lines += [f"  {name}: {info['bytes'] / 1e6:.1f} MB"
               for name, info in manifest["files"].items() if name.endswith((".onnx", ".data"))]
     return "\n".join(lines)
+
+
+# --- runtimes and build-engine -----------------------------------------------------------
+
+def _runtimes_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON records on stdout")
+
+
+def _runtimes(args: argparse.Namespace) -> int:
+    import runtimes
+
+    rows = runtimes.availability()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table([("runtime", "available", "why")] + [
+            (r["kind"], "yes" if r["available"] else "no", r["reason"]) for r in rows]))
+    return 0
+
+
+def _build_engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--onnx", required=True, help="the ONNX graph (e.g. "
+                        "artifacts/EfficientNetB0/model.onnx)")
+    parser.add_argument("--saveEngine", help="engine file (default: model[.fp16].engine "
+                        "beside the ONNX)")
+    parser.add_argument("--fp16", action="store_true", help="FP16 engine: the builder flag on "
+                        "TensorRT 10, the FP16 graph on TensorRT >= 11; checked after the build")
+    for name, batch in (("min", 1), ("opt", 4), ("max", 8)):
+        parser.add_argument(f"--{name}Shapes", metavar="SPEC", help="trtexec syntax, e.g. "
+                            f"x:{batch}x3x224x224 (default from the model spec: batch {batch})")
+    parser.add_argument("--memPoolSize", metavar="POOL:SIZE", help="e.g. workspace:1024 "
+                        "(MiB) or workspace:2G")
+    parser.add_argument("--timingCacheFile", metavar="PATH", help="reuse and update a timing "
+                        "cache (later builds are faster)")
+    parser.add_argument("--builderOptimizationLevel", type=int, metavar="N", help="0-5")
+    parser.add_argument("--skipInference", action="store_true",
+                        help="build only; skip the check inference")
+    parser.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+
+
+def _build_engine(args: argparse.Namespace) -> int:
+    from exporter.specs import get_spec
+    from runtimes.engine import build_engine
+
+    onnx = Path(args.onnx)
+    if not onnx.is_file():
+        raise UsageError(f"{onnx} does not exist; export it with crossrt export-onnx MODEL")
+    manifest = onnx.parent / "manifest.json"
+    spec = get_spec(json.loads(manifest.read_text())["model"]) if manifest.is_file() else None
+    engine = args.saveEngine or onnx.with_name(
+        onnx.name.replace(".fp16", "").replace(".onnx", ".fp16.engine" if args.fp16 else ".engine"))
+    sidecar = build_engine(onnx, engine, fp16=args.fp16, min_shapes=args.minShapes,
+                           opt_shapes=args.optShapes, max_shapes=args.maxShapes,
+                           mem_pools=args.memPoolSize, timing_cache=args.timingCacheFile,
+                           builder_optimization_level=args.builderOptimizationLevel,
+                           skip_inference=args.skipInference, verbose=args.verbose, spec=spec)
+    print(json.dumps(sidecar, indent=2))
+    return 0
 
 
 # --- validate --------------------------------------------------------------------------
@@ -246,6 +305,10 @@ COMMANDS: list[Command] = [
      _zoo_args, _zoo),
     ("export-onnx", "export a model to ONNX (paddle2onnx + onnxsim), checked against Paddle",
      _export_args, _export),
+    ("runtimes", "list every runtime and whether it runs here (and why not)",
+     _runtimes_args, _runtimes),
+    ("build-engine", "build a TensorRT engine, trtexec-style (FP16/FP32, profiles, timing "
+     "cache)", _build_engine_args, _build_engine),
     ("validate", "compare runtimes numerically against a reference (exit 1 on a mismatch)",
      _validate_args, _validate),
     ("bench", "time runtimes and print the seed's T4/V100 table with the published figures",
@@ -263,7 +326,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="crossrt", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="crossrt", description="Take PaddleClas image classifiers to ONNX "
+                     "Runtime and TensorRT, and prove with numbers that nothing was lost.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=_Parser)
     for name, summary, add_arguments, run in COMMANDS:

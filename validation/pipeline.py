@@ -39,7 +39,9 @@ def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path 
     config = BenchConfig.resolve([exported.manifest["model"]], runtime=runtime,
                                  precisions=["fp32"], batch_sizes=PIPELINE_BATCH_SIZES,
                                  duration_s=duration_s)
-    timed = run_bench(config, bench_dir or exported.path / "bench", progress=progress,
+    # beside the export, not in it: an export folder holds only what its manifest lists
+    bench_dir = bench_dir or exported.path.parent / "bench" / exported.path.name
+    timed = run_bench(config, bench_dir, progress=progress,
                       export=lambda name, fp16=False: exported.path)
     return PipelineResult(exported, checked, timed)
 

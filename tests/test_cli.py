@@ -1,0 +1,79 @@
+"""The CLI: every subcommand's --help without paddle, machine-readable output, exit codes,
+and the README's main job (pipeline) on a real export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import crossrt
+from test_imports import _run_without_paddle
+
+SUBCOMMANDS = [name for name, *_ in crossrt.COMMANDS]
+
+
+def test_every_subcommand_help_works_without_paddle(tmp_path):
+    code = f"""
+import contextlib, io, json, sys
+import crossrt
+shown = {{}}
+for command in [None, *{SUBCOMMANDS!r}]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            crossrt.main([command, "--help"] if command else ["--help"])
+        except SystemExit as done:
+            shown[command or "crossrt"] = [done.code, out.getvalue()]
+print(json.dumps(dict(shown=shown, paddle="paddle" in sys.modules)))
+"""
+    result = _run_without_paddle(code, tmp_path)
+    assert not result["paddle"]
+    assert set(result["shown"]) == {"crossrt", *SUBCOMMANDS}
+    for command, (exit_code, text) in result["shown"].items():
+        assert exit_code == 0 and "usage: crossrt" in text, command
+    assert all(name in result["shown"]["crossrt"][1] for name in SUBCOMMANDS)
+
+
+def test_runtimes_lists_every_kind_with_a_reason(capsys):
+    import runtimes
+
+    assert crossrt.main(["runtimes", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["kind"] for r in rows] == list(runtimes.RUNNER_KINDS)
+    assert all(r["reason"] for r in rows)
+    assert {r["kind"] for r in rows if r["available"]} >= {"onnxruntime"}
+
+
+def test_build_engine_without_tensorrt_is_one_line_exit_2(b0_export, capsys):
+    code = crossrt.main(["build-engine", "--onnx", str(b0_export.onnx_path), "--fp16"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "TensorRT" in err
+    assert not list(b0_export.path.glob("*.engine"))
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["bench", "EfficientNetB0", "--all"], "not both"),
+    (["bench", "EfficientNetB0", "--precision", "fp8"], "unknown precision"),
+    (["bench", "NoSuchNet"], "unknown model"),
+    (["build-engine", "--onnx", "/nonexistent.onnx"], "does not exist"),
+    (["validate", "/nonexistent-export"], "unknown model"),
+])
+def test_bad_input_is_one_line_exit_2(argv, fragment, capsys):
+    assert crossrt.main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_pipeline_exports_validates_and_times(b0_export, tmp_path, capsys):
+    code = crossrt.main(["pipeline", "EfficientNetB0", "--out", str(b0_export.path),
+                         "--duration-s", "0.2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "(reused)" in out and "Validation against paddle: PASS" in out
+    assert "SYNTHETIC WEIGHTS" in out
+    row = next(line for line in out.splitlines() if line.startswith("| EfficientNetB0 |"))
+    assert "(3.44, ×" in row  # T4 FP32 bs1 published beside the measured median
+    bench = json.loads((b0_export.path.parent / "bench" / "B0" / "bench.json").read_text())
+    assert not (b0_export.path / "bench").exists()  # the export folder stays as exported
+    assert {(r["batch_size"], r["status"]) for r in bench["records"]} == {(1, "ok"), (4, "ok")}
