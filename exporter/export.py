@@ -207,19 +207,25 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
 
     step = _Steps(say)
     with step("paddle_program", f"{spec.name}: building the Paddle inference program"):
-        program, params, weights_source = _paddle_program(stage / "paddle", spec, weights,
-                                                          program_files, seed, say)
-    with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"):
-        graph = _paddle2onnx(program, params, request["opset"], stage / "paddle2onnx.log")
-        _name_io(graph, spec)
-        _check_graph(graph)
-    nodes_before = len(graph.graph.node)
+        program, params, weights_source, layer = _paddle_program(
+            stage / "paddle", spec, weights, program_files, seed, say)
     names, photos = photo_batch(spec)
     feed = np.concatenate([photos, random_inputs(spec, CHECK_RANDOM_INPUTS, seed=seed)])
+    in_pieces = params.stat().st_size >= PROTOBUF_LIMIT
+    with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"
+              + (", in pieces (past protobuf's 2 GB)" if in_pieces else "")):
+        if in_pieces:
+            graph, nodes_before = _convert_in_pieces(layer, spec, feed, request, stage)
+        else:
+            graph = _paddle2onnx(program, params, request["opset"], stage / "paddle2onnx.log")
+            _name_io(graph, spec)
+            _check_graph(graph)
+            nodes_before = len(graph.graph.node)
+    del layer  # the 828M-parameter models need the memory for Paddle Inference below
     with step("reference", f"{spec.name}: computing Paddle reference outputs"):
         reference = paddle_inference_outputs(program, params, feed)
     simplify_error = None
-    if request["simplify"]:
+    if request["simplify"] and not in_pieces:  # pieces were simplified one by one
         with step("simplify", f"{spec.name}: simplifying with onnxsim"):
             unsimplified = _ort_outputs(graph, spec, feed)
             graph = _simplify(graph)
@@ -230,6 +236,8 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     _set_metadata(graph, spec, weights_source)
     with step("save", f"{spec.name}: saving {ONNX_FILE}"):
         save_onnx(graph, stage / ONNX_FILE)
+        if in_pieces:
+            _check_graph(stage / ONNX_FILE)
     with step("check", f"{spec.name}: checking ONNX Runtime against Paddle"):
         onnx_outputs = _ort_outputs(stage / ONNX_FILE, spec, feed)
         check = _check_figures(spec, reference, onnx_outputs, len(names))
@@ -268,14 +276,15 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
 
 def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
                     program_files: tuple[Path, Path] | None, seed: int, say: Reporter,
-                    ) -> tuple[Path, Path, dict[str, Any]]:
-    """The Paddle inference program to convert, written into ``folder``."""
+                    ) -> tuple[Path, Path, dict[str, Any], Any]:
+    """The Paddle inference program to convert, written into ``folder``, and the dygraph
+    layer it came from (None for an existing Paddle model)."""
     folder.mkdir()
     if program_files is not None:
         program, params = (Path(shutil.copy2(f, folder / f"inference{f.suffix}"))
                            for f in program_files)
         return program, params, {"kind": "paddle-model", "path": str(program_files[0]),
-                                 "params_sha256": provenance.sha256_file(program_files[1])}
+                                 "params_sha256": provenance.sha256_file(program_files[1])}, None
     import paddle
 
     from exporter.weights import load_model
@@ -287,7 +296,21 @@ def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
     paddle.jit.save(layer, str(folder / "inference"), input_spec=[spec_in])
     program = next(p for p in (folder / "inference.json", folder / "inference.pdmodel")
                    if p.is_file())
-    return program, folder / "inference.pdiparams", source
+    return program, folder / "inference.pdiparams", source, layer
+
+
+def _convert_in_pieces(layer: Any, spec: ModelSpec, feed: np.ndarray, request: dict[str, Any],
+                       stage: Path) -> tuple[onnx.ModelProto, int]:
+    from exporter.large import convert_in_pieces
+
+    if layer is None:
+        raise UsageError(f"this Paddle model's weights pass protobuf's 2 GB limit, which "
+                         f"paddle2onnx cannot write; export {spec.name} from the zoo with "
+                         "--weights CKPT.pdparams instead (crossrt then converts it in pieces)")
+    return convert_in_pieces(layer, feed, input_name=spec.input_name,
+                             output_name=spec.output_name, opset=request["opset"], folder=stage,
+                             data_file=f"{ONNX_FILE}.data", convert=_paddle2onnx,
+                             simplify=_simplify if request["simplify"] else None)
 
 
 @contextlib.contextmanager
@@ -354,12 +377,13 @@ def _name_io(graph: onnx.ModelProto, spec: ModelSpec) -> None:
             batch.dim_param = "batch"
 
 
-def _check_graph(graph: onnx.ModelProto) -> None:
+def _check_graph(graph: onnx.ModelProto | Path) -> None:
+    """onnx.checker, full check; a saved graph with external data is checked by its path."""
     import onnx
 
     try:
-        if graph.ByteSize() < PROTOBUF_LIMIT:
-            onnx.checker.check_model(graph, full_check=True)
+        onnx.checker.check_model(graph if not isinstance(graph, Path) else str(graph),
+                                 full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"the converted ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
 
@@ -379,30 +403,28 @@ def _simplify(graph: onnx.ModelProto) -> onnx.ModelProto:
 def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
     """Save a graph; past protobuf's 2 GiB the weights go to an external data file beside it."""
     import onnx
-
-    large = graph.ByteSize() >= PROTOBUF_LIMIT if not _has_external_data(graph) else True
-    onnx.save_model(graph, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=f"{path.name}.data" if large else None)
-
-
-def _has_external_data(graph: onnx.ModelProto) -> bool:
     from onnx.external_data_helper import uses_external_data
 
-    return any(uses_external_data(t) for t in graph.graph.initializer)
+    if any(uses_external_data(t) for t in graph.graph.initializer):
+        onnx.save_model(graph, str(path))  # weights already beside it (exporter.large)
+        return
+    large = graph.ByteSize() >= PROTOBUF_LIMIT
+    onnx.save_model(graph, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=f"{path.name}.data" if large else None)
 
 
 def convert_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
     """An FP16 copy of an FP32 graph with FP32 inputs and outputs, some ops kept in FP32."""
     import onnx
-    from onnx import numpy_helper
     from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from exporter.large import as_raw
 
     graph = onnx.load(str(onnx_path))
     for tensor in graph.graph.initializer:
         # The converter turns float_data tensors element by element in Python (10 s for B0);
         # the same values as raw bytes take it half a second.
-        if not tensor.HasField("raw_data") and tensor.data_location != onnx.TensorProto.EXTERNAL:
-            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+        as_raw(tensor)
     half = convert_float_to_float16(graph, keep_io_types=True, op_block_list=list(FP16_FP32_OPS))
     out_path = Path(out_path)
     save_onnx(half, out_path)
