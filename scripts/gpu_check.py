@@ -63,47 +63,19 @@ def batches(export: Path, input_shape: tuple[int, ...], batch_sizes: list[int],
     return sets
 
 
-# -- validation ------------------------------------------------------------------------------
+# -- validation: the project's own `crossrt validate`, no paddle needed ---------------------------
 def validate(export: Path, device: str, batch_sizes: list[int]) -> list[dict[str, Any]]:
-    """CUDA FP32 and FP16 against ONNX Runtime CPU FP32, batch by batch; CPU against golden."""
-    from validation.compare import compare_outputs, tolerance_for
+    """CUDA FP32 and FP16 graphs against ONNX Runtime CPU FP32 (photos and random inputs), and
+    the golden Paddle outputs stored at export joined as saved outputs."""
+    from validation.report import report_dict
+    from validation.validate import validate as run_validation
 
     test_kind = "onnxruntime-cuda" if device == "cuda" else "onnxruntime"
-    rows = []
-    with runtimes.create_runner("onnxruntime", export) as cpu:
-        name = next(iter(cpu.get_input_metadata()))
-        shape = tuple(cpu.get_input_metadata()[name].shape[1:])
-        sets = batches(export, shape, batch_sizes)
-        references = {(s, b): cpu.infer({name: x}) for s, xs in sets.items() for b, x in xs.items()}
-        photos, paddle_logits = golden(export)
-        if photos is not None and paddle_logits is not None:
-            ours = cpu.infer({name: photos})
-            out = next(iter(ours))
-            result = compare_outputs({out: paddle_logits}, ours, tolerance_for("fp32"))
-            rows.append(_row("onnxruntime (CPU) vs golden Paddle", "fp32", len(photos),
-                             "photos", result))
-    for precision, file in ONNX_FILES.items():
-        if not (export / file).is_file():
-            rows.append({"runtime": test_kind, "precision": precision, "status": f"no {file}"})
-            continue
-        with runtimes.create_runner(test_kind, export, fp16=precision == "fp16") as test:
-            for (input_set, batch), reference in references.items():
-                outputs = test.infer({name: sets[input_set][batch]})
-                result = compare_outputs(reference, outputs, tolerance_for(precision))
-                rows.append(_row(f"{test_kind} vs onnxruntime (CPU FP32)", precision, batch,
-                                 input_set, result))
-    return rows
-
-
-def _row(pair: str, precision: str, batch: int, inputs: str, result: Any) -> dict[str, Any]:
-    output = result.outputs[0] if result.outputs else None
-    return {"comparison": pair, "precision": precision, "batch": batch, "inputs": inputs,
-            "passed": bool(result), "reason": result.reason,
-            "max_abs": getattr(output, "max_abs", None), "p99_abs": getattr(output, "p99_abs", None),
-            "cosine": getattr(output, "cosine", None),
-            "top1_agreement": getattr(output, "top1_agreement", None),
-            "min_atol": getattr(output, "min_atol", None),
-            "tolerance": result.tolerance.describe()}
+    run = run_validation(export, runtimes=[test_kind], reference="onnxruntime",
+                         batch_sizes=batch_sizes, random=4,
+                         fp16=(export / ONNX_FILES["fp16"]).is_file(),
+                         load_outputs=[export / "reference.npz"])
+    return report_dict(run.records, run.context)["comparisons"]
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -198,17 +170,20 @@ def _plain_session(path: Path) -> Any:
     return ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
 
 
-# -- TODO hooks: the CLI once `crossrt validate` and `crossrt bench` exist -----------------------
-def crossrt_validate(export: Path, out: Path) -> dict[str, Any]:
-    """TODO(validate): run `crossrt validate EXPORT --runtimes onnxruntime,onnxruntime-cuda
-    --reference onnxruntime --load-outputs EXPORT/reference.npz --json OUT/validate.json`."""
-    return {"status": "todo", "command": f"crossrt validate {export} --json {out / 'validate.json'}"}
+# -- bench: the project's own `crossrt bench` on this export ------------------------------------
+def bench(export: Path, device: str, out: Path, batch_sizes: list[int]) -> dict[str, Any]:
+    """A short T4-layout sweep (FP16 and FP32) with our runner, beside the published figures."""
+    import json
 
+    from validation.bench import BenchConfig, run_bench
 
-def crossrt_bench(export: Path, out: Path) -> dict[str, Any]:
-    """TODO(bench): run a short `crossrt bench MODEL --runtime onnxruntime-cuda --precision
-    fp16,fp32 --batch-sizes 1,4,8 --duration-s 1 --out OUT/bench`."""
-    return {"status": "todo", "command": f"crossrt bench --runtime onnxruntime-cuda --out {out / 'bench'}"}
+    model = json.loads((export / "manifest.json").read_text())["model"]
+    precisions = ["fp32", "fp16"] if (export / ONNX_FILES["fp16"]).is_file() else ["fp32"]
+    config = BenchConfig.resolve([model], runtime="onnxruntime-cuda" if device == "cuda"
+                                 else "onnxruntime", precisions=precisions,
+                                 batch_sizes=batch_sizes, duration_s=1.0)
+    result = run_bench(config, out / "bench", export=lambda name, fp16=False: export)
+    return {"markdown": result.files["markdown"].read_text(), "records": result.records}
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -234,23 +209,21 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# GPU check: {report['export']}", "",
              f"{gpu}; onnxruntime {report['machine']['versions'].get('onnxruntime-gpu') or report['machine']['versions'].get('onnxruntime')}; "
              f"device {report['device']}", "", "## Validation (reference: ONNX Runtime CPU FP32)", "",
-             "| comparison | precision | batch | inputs | max abs | p99 abs | cosine | top-1 | min atol | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| runtime | batch | inputs | max abs | p99 abs | cosine | top-1 | min atol | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in report["validation"]:
-        if "status" in r:
-            lines.append(f"| {r['runtime']} | {r['precision']} | - | - | - | - | - | - | - | {r['status']} |")
-            continue
-        lines.append(f"| {r['comparison']} | {r['precision']} | {r['batch']} | {r['inputs']} | "
-                     f"{_fmt(r['max_abs'])} | {_fmt(r['p99_abs'])} | {_fmt(r['cosine'], '.6f')} | "
+        lines.append(f"| {r['runtime']} | {r['batch']} | {r['inputs']} | {_fmt(r['max_abs'])} | "
+                     f"{_fmt(r['p99_abs'])} | {_fmt(r['cosine'], '.6f')} | "
                      f"{_fmt(r['top1_agreement'])} | {_fmt(r['min_atol'])} | "
-                     f"{'PASS' if r['passed'] else 'FAIL: ' + str(r['reason'])} |")
+                     f"{'PASS' if r['passed'] else 'FAIL: ' + str(r['comparison']['reason'])} |")
     lines += ["", "## Timing: our runner's bind/run_bound against a hand-tuned loop (median ms)", "",
               "| file | batch | plain run() | hand-tuned | ours | ours / hand | same outputs |",
               "|---|---|---|---|---|---|---|"]
     for r in report["timing"]:
         lines.append(f"| {r['file']} | {r['batch']} | {r['plain_run_ms']:.3f} | {r['hand_ms']:.3f} | "
                      f"{r['ours_ms']:.3f} | {r['ours_over_hand']:.3f} | {r['same_outputs']} |")
-    lines += ["", f"Method: {report['method']}", ""]
+    lines += ["", f"Method: {report['method']}", "", "## Bench (seed's T4 layout)", "",
+              report["bench"]["markdown"]]
     return "\n".join(lines)
 
 
@@ -276,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                                        args.iterations, args.warmup_s),
                   "method": (f"{args.rounds} alternating rounds of {args.iterations} synchronised "
                              f"inferences after {args.warmup_s} s warm-up; median of round means"),
-                  "cli": {"validate": crossrt_validate(args.export, args.out),
-                          "bench": crossrt_bench(args.export, args.out)}}
+                  "bench": bench(args.export, args.device, args.out, batch_sizes)}
     except CrossrtError as error:
         print(f"gpu_check: {error}", file=sys.stderr)
         return error.exit_code

@@ -77,3 +77,25 @@ def test_pipeline_exports_validates_and_times(b0_export, tmp_path, capsys):
     bench = json.loads((b0_export.path.parent / "bench" / "B0" / "bench.json").read_text())
     assert not (b0_export.path / "bench").exists()  # the export folder stays as exported
     assert {(r["batch_size"], r["status"]) for r in bench["records"]} == {(1, "ok"), (4, "ok")}
+
+
+def test_gpu_check_script_runs_its_steps_on_the_cpu(b0_export, tmp_path):
+    """The GPU machine's prepared command, exercised end to end with --device cpu."""
+    import importlib.util
+
+    from exporter.specs import ModelSpec  # noqa: F401  (the script imports the packages)
+
+    path = crossrt.Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert gpu_check.main([str(b0_export.path), "--device", "cpu", "--out", str(tmp_path),
+                           "--rounds", "1", "--iterations", "2", "--batch-sizes", "1"]) == 0
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    runtimes_seen = {r["runtime"] for r in report["validation"]}
+    assert "onnxruntime-fp16" in runtimes_seen  # on the CPU the FP32 graph is the reference
+    assert any("golden" in r for r in runtimes_seen)
+    assert all(r["passed"] for r in report["validation"])
+    assert {r["file"] for r in report["timing"]} == {"model.onnx", "model.fp16.onnx"}
+    assert all(r["same_outputs"] for r in report["timing"])
+    assert (tmp_path / "bench" / "bench.md").is_file()

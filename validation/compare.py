@@ -71,11 +71,13 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-3, rtol=1e-4,
                       why="float32 rounding: measured 6e-6 (B0) to 5e-4 (ResNeXt101_32x8d)"),
     # FP16 keeps 11 significant bits (unit roundoff 4.9e-4); through 80+ layers logits of
-    # O(1..10) typically move by 1e-2..5e-2, so an FP32 atol can never pass. The numbers get a
-    # loose gate (still catches an overflowing layer: Inf/NaN, or errors of O(1)), and the
-    # predictions must not change.
-    "fp16": Tolerance(atol=5e-2, rtol=1e-2, min_top1_agreement=1.0,
-                      why="float16 has 11 significant bits: logits move by ~1e-2, "
+    # O(1..10) move by 1e-3..1e-1: measured FP16 vs FP32 graph on ONNX Runtime CPU, synthetic
+    # EfficientNetB0, max abs 2.7e-3 on photographs and up to 8.8e-2 on random inputs. The
+    # numbers get a loose gate (still catches an overflowing layer: Inf/NaN, or errors of
+    # O(1..100)), and the predictions must not change. ONNX Runtime's CPU FP16 kernels are
+    # coarser than GPU ones: ResNeXt101_32x8d's FP16 graph on CPU misses this gate (max abs 0.48).
+    "fp16": Tolerance(atol=1e-1, rtol=2e-2, min_top1_agreement=1.0,
+                      why="float16 has 11 significant bits: logits move by up to ~1e-1, "
                           "so predictions are gated instead"),
 }
 
