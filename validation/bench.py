@@ -379,8 +379,10 @@ def weights_source(target: Path) -> Any:
 
 def machine_info() -> dict[str, Any]:
     """CPU model and threads, GPUs (name, driver, SM clock) when nvidia-smi answers, versions."""
+    from runtimes.availability import cpu_name
+
     info: dict[str, Any] = {
-        "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+        "cpu": cpu_name(), "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(), "python": platform.python_version(),
         "versions": provenance.tool_versions(),
@@ -388,16 +390,6 @@ def machine_info() -> dict[str, Any]:
     if gpus := _nvidia_gpus():
         info["gpus"] = gpus
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 _GPU_FIELDS = ("name", "driver_version", "clocks.sm", "clocks.max.sm", "memory.total")
