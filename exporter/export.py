@@ -191,7 +191,8 @@ class _Steps:
     """Times each step and reports its start (the CLI shows these as progress)."""
 
     def __init__(self, say: Reporter):
-        self.say, self.seconds = say, {}
+        self.say = say
+        self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str, message: str) -> Iterator[None]:
