@@ -4,6 +4,10 @@
 shapes and numerics match PaddleClas 2.6.0, so PaddleClas ``*_pretrained.pdparams`` files load
 into it unchanged. Unlike PaddleClas, no parameter has a global name: build as often as you like.
 Paddle is imported only when a model is built.
+
+Besides ``forward``, every model names its ``stages()`` (the spread check of synthetic weights
+hooks their outputs) and ``residual_norms()`` (which exporter.weights scales down); ResNeXt's
+``pieces()`` are where exporter.large cuts a model too big for one ONNX protobuf.
 """
 
 from __future__ import annotations

@@ -183,6 +183,17 @@ class Features(nn.Layer):
         return x
 
 
+class PoolAndClassify(nn.Layer):
+    """Global average pool, dropout, classifier: the last piece (see ``EfficientNet.pieces``)."""
+
+    def __init__(self, dropout: nn.Layer, classifier: nn.Linear):
+        super().__init__()
+        self.dropout, self.classifier = dropout, classifier
+
+    def forward(self, x):
+        return self.classifier(self.dropout(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
+
+
 class EfficientNet(nn.Layer):
     def __init__(self, variant: str = "b0", input_size: int = 224, num_classes: int = 1000):
         super().__init__()
@@ -199,6 +210,15 @@ class EfficientNet(nn.Layer):
     def forward(self, x):
         x = F.adaptive_avg_pool2d(self._conv(self._ef(x)), 1)
         return self._fc(self._drop(paddle.flatten(x, 1)))
+
+    def pieces(self) -> list[nn.Layer]:
+        """Consecutive layers whose composition is ``forward`` (see exporter.large)."""
+        return [self._ef._conv_stem, nn.Swish(), *self._ef.blocks, self._conv,
+                PoolAndClassify(self._drop, self._fc)]
+
+    def residual_norms(self) -> list[nn.Layer]:
+        """The BatchNorm ending each residual branch (synthetic weights scale these down)."""
+        return [block._pcn._conv._bn for block in self._ef.blocks if block.residual]
 
     def stages(self) -> list[tuple[str, nn.Layer]]:
         """The layers whose outputs end each stage: stem, the seven block stages, the head."""

@@ -57,6 +57,17 @@ class Bottleneck(nn.Layer):
         return F.relu(self._conv2(self._conv1(self._conv0(x))) + self._short(x))
 
 
+class PoolAndClassify(nn.Layer):
+    """Global average pool, flatten, classifier: the head, as one piece (see ``pieces``)."""
+
+    def __init__(self, classifier: nn.Linear):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x):
+        return self.classifier(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
 class ResNeXt101WSL(nn.Layer):
     def __init__(self, width: int = 8, num_classes: int = 1000):
         super().__init__()
@@ -81,6 +92,15 @@ class ResNeXt101WSL(nn.Layer):
         for block in self.blocks:
             x = block(x)
         return self._out(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    def pieces(self) -> list[nn.Layer]:
+        """Consecutive layers whose composition is ``forward``: where exporter.large may cut
+        a model whose ONNX would pass protobuf's 2 GB limit (the 32x48d is 3.3 GB)."""
+        return [self._conv_stem, self._pool, *self.blocks, PoolAndClassify(self._out)]
+
+    def residual_norms(self) -> list[nn.Layer]:
+        """The BatchNorm ending each residual branch (synthetic weights scale these down)."""
+        return [block._conv2._bn for block in self.blocks]
 
     def stages(self) -> list[tuple[str, nn.Layer]]:
         """The layers whose outputs end each stage: stem (after max-pool), the four stages."""

@@ -1,0 +1,115 @@
+"""Counting: plain counts checked against the real model, table counts against the seed."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exporter.specs import SPECS, get_spec
+
+paddle = pytest.importorskip("paddle")
+
+from exporter.counting import agrees_with_published, count, tally_ops, zoo_table  # noqa: E402
+from exporter.zoo import build_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# The seed's EfficientNetB0_small FLOPs cell repeats EfficientNetB0's 0.72G: that network
+# without squeeze-excite counts 0.714G by the same convention (-0.8%, below the rounding).
+KNOWN_MISMATCH = {("EfficientNetB0_small", "flops")}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return {row["name"]: row for row in zoo_table()}
+
+
+def cells():
+    for name in SPECS:
+        for cell in ("params", "flops"):
+            mark = (pytest.mark.xfail(strict=True, reason="the seed repeats B0's figure")
+                    if (name, cell) in KNOWN_MISMATCH else ())
+            yield pytest.param(name, cell, marks=mark, id=f"{name}-{cell}")
+
+
+@pytest.mark.parametrize(("name", "cell"), cells())
+def test_table_counts_agree_with_the_seed(table, name, cell):
+    row = table[name]
+    computed, published = (row["table_params_m"], row["ref_params_m"]) if cell == "params" \
+        else (row["table_flops_g"], row["ref_flops_g"])
+    assert agrees_with_published(computed, published), (computed, published)
+
+
+def test_zoo_table_is_the_json_record_of_every_spec(table):
+    rows = json.loads(json.dumps(zoo_table()))
+    assert [row["name"] for row in rows] == list(SPECS)
+    keys = {"name", "crop_size", "resize_short", "params_m", "macs_g", "table_params_m",
+            "table_flops_g", "ref_params_m", "ref_flops_g"}
+    assert all(keys <= set(row) for row in rows)
+    fix, base = table["Fix_ResNeXt101_32x48d_wsl"], table["ResNeXt101_32x48d_wsl"]
+    assert fix["params_m"] == base["params_m"]  # same network, counted at 320 instead of 224
+    assert fix["table_flops_g"] > 1.9 * base["table_flops_g"]
+
+
+# Plain trainable parameters from the facts file (measured independently)
+FACTS_PARAMS_M = {"EfficientNetB0": 5.289, "EfficientNetB7": 66.348,
+                  "ResNeXt101_32x8d_wsl": 88.791, "ResNeXt101_32x48d_wsl": 828.411}
+
+
+@pytest.mark.parametrize("name", FACTS_PARAMS_M)
+def test_plain_parameter_count_excludes_batchnorm_statistics(table, name):
+    assert table[name]["params_m"] == pytest.approx(FACTS_PARAMS_M[name], abs=5e-4)
+
+
+@pytest.mark.parametrize("name", ["EfficientNetB0", "EfficientNetB0_small"])
+def test_plain_counts_match_a_real_forward_pass(name):
+    """The static-program walk against hooks on an eager forward pass of the built model."""
+    spec = get_spec(name)
+    model = build_model(spec)
+    macs = []
+
+    def conv_or_linear(layer, inputs, output):
+        if isinstance(layer, paddle.nn.Conv2D):
+            cout, cin_per_group, kh, kw = layer.weight.shape
+            macs.append(math.prod(output.shape[1:]) * cin_per_group * kh * kw)
+        elif isinstance(layer, paddle.nn.Linear):
+            macs.append(math.prod(layer.weight.shape))
+
+    handles = [m.register_forward_post_hook(conv_or_linear) for m in model.sublayers()]
+    with paddle.no_grad():
+        model(paddle.to_tensor(np.zeros((1, *spec.input_shape), np.float32)))
+    for handle in handles:
+        handle.remove()
+    trainable = sum(math.prod(p.shape) for p in model.parameters() if not p.stop_gradient)
+    tally = tally_ops(spec)
+    assert tally.macs == sum(macs)
+    assert tally.params == trainable
+
+
+def test_table_convention_by_hand():
+    """EfficientNetB0_small's params cell is the plain count; the others differ from it."""
+    small, b0 = count(get_spec("EfficientNetB0_small")), count(get_spec("EfficientNetB0"))
+    assert small["table_params_m"] == small["params_m"]
+    assert b0["table_params_m"] < b0["params_m"]  # depthwise convs divided by groups twice
+
+
+def test_agreement_rule():
+    assert agrees_with_published(0.716, 0.72)  # 0.72 printed: covers 0.715..0.725
+    assert not agrees_with_published(0.714, 0.72)
+    assert agrees_with_published(456.2 * 1.004, 456.2)  # within 0.5%
+    assert not agrees_with_published(456.2 * 1.006, 456.2)
+
+
+def test_counting_the_largest_model_allocates_no_weights():
+    """828M float32 parameters would be 3.3 GB; counting must not materialise them."""
+    script = ("import resource; from exporter.counting import count; "
+              "from exporter.specs import get_spec; count(get_spec('ResNeXt101_32x48d_wsl')); "
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    peak_kib = int(subprocess.run([sys.executable, "-c", script], check=True, text=True,
+                                  capture_output=True, cwd=ROOT).stdout.split()[-1])
+    assert peak_kib < 1.5 * 2**20  # well under the 3.3 GB of its weights
