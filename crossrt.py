@@ -49,13 +49,24 @@ def _zoo(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     header = ("model", "crop", "resize", "params M", "MACs G", "table params M",
-              "published", "table FLOPs G", "published")
+              "published", "table FLOPs G", "published", "agrees")
     lines = [header] + [(r["name"], r["crop_size"], r["resize_short"], f"{r['params_m']:.3f}",
                          f"{r['macs_g']:.3f}", f"{r['table_params_m']:.3f}",
                          _fmt(r["ref_params_m"]), f"{r['table_flops_g']:.3f}",
-                         _fmt(r["ref_flops_g"])) for r in rows]
+                         _fmt(r["ref_flops_g"]), _agrees(r)) for r in rows]
     print(_table(lines))
+    print("table params/FLOPs: counted by the old Paddle static-graph statistics tool's rules, "
+          "as the seed was (see exporter/counting.py)")
     return 0
+
+
+def _agrees(row: dict[str, Any]) -> str:
+    from exporter.counting import agrees_with_published
+
+    pairs = [(row["table_params_m"], row["ref_params_m"]),
+             (row["table_flops_g"], row["ref_flops_g"])]
+    return "yes" if all(ref is None or agrees_with_published(ours, ref)
+                        for ours, ref in pairs) else "NO"
 
 
 def _fmt(value: float | None) -> str:

@@ -57,11 +57,17 @@ class Tally:
 
 def count(spec: ModelSpec) -> dict[str, Any]:
     """One model's plain and table-convention counts next to the seed's figures (``zoo --json``)."""
+    from exporter.specs import get_spec
+
     tally = tally_ops(spec)
     table_params = tally.params if spec.params_convention == "trainable" else tally.table_params
+    # the cell's convention may be another network's count (spec.flops_counted_as)
+    flops_tally = tally_ops(get_spec(spec.flops_counted_as)) if spec.flops_counted_as else tally
     return {"name": spec.name, "crop_size": spec.crop_size, "resize_short": spec.resize_short,
             "params_m": tally.params / 1e6, "macs_g": tally.macs / 1e9,
-            "table_params_m": table_params / 1e6, "table_flops_g": tally.table_flops / 1e9,
+            "table_params_m": table_params / 1e6,
+            "table_flops_g": flops_tally.table_flops / 1e9,
+            "own_table_flops_g": tally.table_flops / 1e9,
             "ref_params_m": spec.published.params_m, "ref_flops_g": spec.published.flops_g}
 
 

@@ -51,8 +51,11 @@ class ModelSpec:
     # How the seed counted this model's "Parameters" cell: "static-graph" is the old Paddle
     # static-graph statistics tool (see exporter.counting), "trainable" the plain count.
     params_convention: str = "static-graph"
-    # The seed's FLOPs cell is this network's static-graph count at this square input size
-    # (Fix_ResNeXt101_32x48d_wsl's cell is the 224 count scaled, i.e. counted at 320).
+    # The seed's FLOPs cell is the static-graph count of this network at its crop size
+    # (Fix_ResNeXt101_32x48d_wsl's is counted at 320), except where it was counted on another
+    # network: EfficientNetB0_small's 0.72G repeats EfficientNetB0's (without squeeze-excite
+    # B0_small itself counts 0.714G, outside the rounding of 0.72).
+    flops_counted_as: str | None = None
     interpolation: str = "linear"  # cv2 INTER_LINEAR in every PaddleClas eval config
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -124,6 +127,7 @@ _ARCH: dict[str, tuple[str, str, dict[str, object], int, int, str]] = {
 }
 
 
+_FLOPS_COUNTED_AS = {"EfficientNetB0_small": "EfficientNetB0"}
 _EXPORT_TOLERANCE = {"EfficientNet": 1e-4, "ResNeXt101_wsl": 1e-3}
 
 
@@ -141,6 +145,7 @@ def _parse_seed_table(text: str) -> dict[str, ModelSpec]:
                                 arch_args=tuple(sorted(kwargs.items())), crop_size=crop,
                                 resize_short=resize, published=published,
                                 params_convention=convention,
+                                flops_counted_as=_FLOPS_COUNTED_AS.get(name),
                                 export_tolerance=_EXPORT_TOLERANCE[family])
     return specs
 
