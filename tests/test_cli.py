@@ -99,3 +99,14 @@ def test_gpu_check_script_runs_its_steps_on_the_cpu(b0_export, tmp_path):
     assert {r["file"] for r in report["timing"]} == {"model.onnx", "model.fp16.onnx"}
     assert all(r["same_outputs"] for r in report["timing"])
     assert (tmp_path / "bench" / "bench.md").is_file()
+
+
+def test_zoo_json_is_only_json_with_every_key(capsys):
+    assert crossrt.main(["zoo", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)  # nothing but JSON on stdout
+    keys = {"name", "crop_size", "resize_short", "params_m", "macs_g", "table_params_m",
+            "table_flops_g", "ref_params_m", "ref_flops_g"}
+    assert len(rows) == 14 and all(keys <= set(row) for row in rows)
+    assert crossrt.main(["zoo"]) == 0
+    table = capsys.readouterr().out
+    assert "EfficientNetB7" in table and "NO" not in table.split()
