@@ -173,9 +173,7 @@ def _staging_dir(out: Path) -> Iterator[Path]:
 
 def _publish(stage: Path, out: Path) -> None:
     """Move the finished export into place; an existing one is replaced only at the end."""
-    umask = os.umask(0)
-    os.umask(umask)
-    stage.chmod(0o777 & ~umask)  # mkdtemp made it private; the export is an ordinary folder
+    stage.chmod(0o777 & ~provenance.umask())  # mkdtemp made it private; exports are not
     if out.exists():
         old = out.parent / f".{out.name}.tmp-old"
         os.replace(out, old)
