@@ -23,13 +23,13 @@ Dropout and drop-connect are off throughout (the model stays in eval mode).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from exporter.errors import WeightsError
+from exporter.provenance import sha256_file
 
 if TYPE_CHECKING:
     from paddle import nn
@@ -224,7 +224,7 @@ def load_checkpoint(model: nn.Layer, path: str | Path, model_name: str = "this m
                 {key: tuple(value.shape) for key, value in model.state_dict().items()}, state)
     model.set_state_dict(state)
     model.eval()
-    return {"kind": "checkpoint", "path": str(path.resolve()), "sha256": _sha256(path)}
+    return {"kind": "checkpoint", "path": str(path.resolve()), "sha256": sha256_file(path)}
 
 
 def _check_keys(path: Path, model_name: str, expected: dict[str, tuple[int, ...]],
@@ -254,11 +254,3 @@ def _few(keys: list[str], count: int = 3) -> str:
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0][:120] if lines else "no message"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
