@@ -451,6 +451,7 @@ def paddle_inference_outputs(program: Path, params: Path, feed: np.ndarray) -> n
     config = paddle_infer.Config(str(program), str(params))
     config.disable_gpu()
     config.disable_glog_info()
+    config.set_cpu_math_library_num_threads(len(os.sched_getaffinity(0)))
     predictor = paddle_infer.create_predictor(config)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(feed.shape)
