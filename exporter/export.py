@@ -202,8 +202,6 @@ class _Steps:
 
 def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: str | Path | None,
            program_files: tuple[Path, Path] | None, seed: int, say: Reporter) -> dict[str, Any]:
-    import onnx
-
     step = _Steps(say)
     with step("paddle_program", f"{spec.name}: building the Paddle inference program"):
         program, params, weights_source, layer = _paddle_program(

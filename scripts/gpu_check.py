@@ -173,7 +173,6 @@ def _plain_session(path: Path) -> Any:
 # -- bench: the project's own `crossrt bench` on this export ------------------------------------
 def bench(export: Path, device: str, out: Path, batch_sizes: list[int]) -> dict[str, Any]:
     """A short T4-layout sweep (FP16 and FP32) with our runner, beside the published figures."""
-    import json
 
     from validation.bench import BenchConfig, run_bench
 
