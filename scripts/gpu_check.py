@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import runtimes  # noqa: E402
 from exporter.errors import CrossrtError  # noqa: E402
+from exporter.preprocess import random_inputs  # noqa: E402
 from exporter.provenance import tool_versions, write_atomic, write_json  # noqa: E402
 from runtimes.availability import cpu_name, gpus  # noqa: E402
 from runtimes.onnxrt import ort_dtype  # noqa: E402
@@ -39,28 +40,11 @@ ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
 
 
 # -- inputs ----------------------------------------------------------------------------------
-def golden(export: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Preprocessed photos and Paddle's outputs on them, from the export's reference.npz
-    (written by export-onnx: ``inputs`` [N,3,H,W], ``outputs`` [N,classes], ``names``)."""
-    path = export / "reference.npz"
-    if not path.is_file():
-        return None, None
-    with np.load(path) as data:
-        return data["inputs"], data["outputs"]
+def export_spec(export: Path) -> Any:
+    """The registry spec of the model an export folder holds (its manifest says which)."""
+    from exporter.specs import get_spec
 
-
-def batches(export: Path, input_shape: tuple[int, ...], batch_sizes: list[int],
-            seed: int = 0) -> dict[str, dict[int, np.ndarray]]:
-    """Named input sets per batch size: the golden photos (cycled to size) and seeded noise."""
-    photos, _ = golden(export)
-    rng = np.random.default_rng(seed)
-    sets: dict[str, dict[int, np.ndarray]] = {}
-    if photos is not None:
-        sets["photos"] = {b: np.ascontiguousarray(photos[np.arange(b) % len(photos)])
-                          for b in batch_sizes}
-    sets["random"] = {b: rng.uniform(-2.1, 2.6, (b, *input_shape)).astype(np.float32)
-                      for b in batch_sizes}  # the normalised range of ImageNet mean/std inputs
-    return sets
+    return get_spec(json.loads((export / "manifest.json").read_text())["model"])
 
 
 # -- validation: the project's own `crossrt validate`, no paddle needed ---------------------------
@@ -139,10 +123,9 @@ def time_paths(export: Path, device: str, batch_sizes: list[int], rounds: int,
             continue
         with runtimes.create_runner(kind, path) as ours:
             name = next(iter(ours.get_input_metadata()))
-            shape = tuple(ours.get_input_metadata()[name].shape[1:])
             described = ours.describe()
             for batch in batch_sizes:
-                array = batches(export, shape, [batch], seed=batch)["random"][batch]
+                array = random_inputs(export_spec(export), batch, seed=batch)
                 ours.bind({name: array})
                 hand = HandTuned(path, name, array, device)
                 plain = hand.session if device == "cpu" else _plain_session(path)
@@ -176,7 +159,7 @@ def bench(export: Path, device: str, out: Path, batch_sizes: list[int]) -> dict[
 
     from validation.bench import BenchConfig, run_bench
 
-    model = json.loads((export / "manifest.json").read_text())["model"]
+    model = export_spec(export).name
     precisions = ["fp32", "fp16"] if (export / ONNX_FILES["fp16"]).is_file() else ["fp32"]
     config = BenchConfig.resolve([model], runtime="onnxruntime-cuda" if device == "cuda"
                                  else "onnxruntime", precisions=precisions,
