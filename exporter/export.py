@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -132,8 +133,6 @@ def _reusable(out: Path, request: dict[str, Any]) -> dict[str, Any] | None:
             raise UsageError(f"{out} exists and is not a crossrt export; choose another --out "
                              "or remove it")
         return None
-    import json
-
     manifest = json.loads(manifest_path.read_text())
     # An export with the FP16 graph also serves a request without it (not the reverse).
     if manifest.get("request") not in (request, {**request, "fp16": True}):
@@ -430,8 +429,6 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
 
 def _set_metadata(graph: onnx.ModelProto, spec: ModelSpec, weights: dict[str, Any]) -> None:
     """Preprocessing facts in metadata_props, so the ONNX file alone says how to feed it."""
-    import json
-
     facts = {"model": spec.name, "weights": weights.get("kind", "unknown"),
              **{k: json.dumps(v) if isinstance(v, list) else str(v)
                 for k, v in spec.preprocessing().items()}}
@@ -441,7 +438,10 @@ def _set_metadata(graph: onnx.ModelProto, spec: ModelSpec, weights: dict[str, An
 
 
 def paddle_inference_outputs(program: Path, params: Path, feed: np.ndarray) -> np.ndarray:
-    """Outputs of the saved program under Paddle Inference (CPU, plain kernels)."""
+    """Outputs of the saved program under Paddle Inference (CPU, plain kernels).
+
+    A few lines beside runtimes' Paddle runner on purpose: the exporter sits below runtimes
+    and must not import it."""
     try:
         import paddle.inference as paddle_infer
     except ImportError as exc:
