@@ -2,8 +2,8 @@
 
 Every expected failure is a :class:`CrossrtError`: its message is one line that names the
 problem and the fix, and its ``exit_code`` is what the CLI returns (2: bad input or missing
-dependency, 1: the check itself failed). The CLI prints these without a traceback; anything
-else is a bug and keeps its traceback.
+dependency, 1: the check itself failed, 3: a runtime fault on good input). The CLI prints
+these without a traceback; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -45,3 +45,10 @@ class CheckFailed(CrossrtError):
     """A numerical check ran and did not pass (export verification, validation)."""
 
     exit_code = 1
+
+
+class RuntimeFault(CrossrtError):
+    """A runtime failed on good input: a session that cannot load a valid graph, a CUDA-graph
+    capture that fails, TensorRT's execute_async_v3 returning false, memory exhausted."""
+
+    exit_code = 3
