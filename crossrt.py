@@ -243,6 +243,59 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if run.passed else 1
 
 
+# --- accuracy --------------------------------------------------------------------------
+
+def _accuracy_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
+    parser.add_argument("--dataset", required=True, metavar="DIR", help="one folder per class "
+                        "(class index = sorted folder order), or the root of --labels' paths")
+    parser.add_argument("--labels", metavar="FILE", help="PaddleClas list file: one "
+                        "'relative/path label' per line (e.g. val_list.txt)")
+    parser.add_argument("--runtimes", type=_csv(str), help="runtimes besides the reference "
+                        "(default: every one available here)")
+    parser.add_argument("--reference", help="reference runtime (default paddle, else "
+                        "onnxruntime)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="also run the FP16 graph (and FP16 engine)")
+    parser.add_argument("--batch-size", type=int, metavar="N", help="default 8")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="N images spread evenly over the dataset (the same N every run)")
+    parser.add_argument("--workers", type=int, metavar="N", help="threads decoding and "
+                        "preprocessing ahead of inference (default: CPU count; 0: none)")
+    parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
+    parser.add_argument("--predictions", metavar="PATH", help="write every image's top-5 per "
+                        "runtime as JSON lines, as they come (needed by --resume)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run that wrote --predictions")
+    parser.add_argument("--max-top1-drop", type=float, metavar="F", help="exit 1 when a "
+                        "runtime's top-1 is more than F (a fraction, e.g. 0.002) below the "
+                        "reference's")
+    parser.add_argument("--min-top1", type=float, metavar="F",
+                        help="exit 1 when a runtime's top-1 is below F (a fraction)")
+
+
+def _accuracy(args: argparse.Namespace) -> int:
+    from exporter.errors import CheckFailed
+    from exporter.provenance import write_atomic, write_json
+    from validation import accuracy
+
+    run = accuracy.evaluate_accuracy(
+        args.target, args.dataset, labels=args.labels, runtimes=args.runtimes,
+        reference=args.reference, fp16=args.fp16, batch_size=args.batch_size,
+        limit=args.limit, workers=args.workers, predictions=args.predictions,
+        resume=args.resume, max_top1_drop=args.max_top1_drop, min_top1=args.min_top1,
+        progress=accuracy.progress_reporter(), report=_say)
+    print(accuracy.render_table(run))
+    if args.json:
+        write_json(args.json, accuracy.report_dict(run))
+    if args.markdown:
+        write_atomic(args.markdown, accuracy.render_markdown(run))
+    if run.failures:
+        raise CheckFailed("; ".join(run.failures))
+    return 0
+
+
 # --- bench -----------------------------------------------------------------------------
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
@@ -322,6 +375,8 @@ COMMANDS: list[Command] = [
      "cache)", _build_engine_args, _build_engine),
     ("validate", "compare runtimes numerically against a reference (exit 1 on a mismatch)",
      _validate_args, _validate),
+    ("accuracy", "top-1/top-5 of every runtime on a labelled image set, beside the published "
+     "figures (exit 1 on a drop)", _accuracy_args, _accuracy),
     ("bench", "time runtimes and print the seed's T4/V100 table with the published figures",
      _bench_args, _bench),
     ("pipeline", "the main job: export-onnx, validate against Paddle, a short bench, a summary",
