@@ -1,24 +1,14 @@
-"""Which runners can run here, and why not: checked from files and the CUDA driver, not imports.
-
-Look-alikes this must not be fooled by (see the facts file): ``tensorrt-stubs`` installs a
-``tensorrt/`` folder of ``.pyi`` files that ``find_spec`` finds and ``import`` accepts; the
-CPU ``onnxruntime`` wheel has no CUDA provider library; a GPU wheel on a machine without a
-driver or with ``CUDA_VISIBLE_DEVICES=""`` sees no GPU. So: look for the compiled modules and
-shared libraries themselves, and ask the CUDA driver (through ctypes, no CUDA toolkit needed)
-how many devices it sees. Each reason is one line that says what to install or what is missing.
+"""Which runners can run here, and why not: checked from files and the CUDA driver, not imports
+(``probe`` says how). Each reason is one line that says what to install or what is missing.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import importlib.util
-import os
-import platform
-from importlib import metadata
-from pathlib import Path
 from typing import Any, Callable
+
+from runtimes.probe import cpu_name, find_library, gpus, has_files, spec_dirs
+from runtimes.probe import version as _version
+from runtimes.trt_backends import BACKENDS, TENSORRT, TENSORRT_RTX
 
 RUNNER_KINDS = ("paddle", "onnxruntime", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt")
 
@@ -27,79 +17,11 @@ DESCRIPTIONS = {
     "onnxruntime": "ONNX Runtime, CPU execution provider",
     "onnxruntime-cuda": "ONNX Runtime, CUDA execution provider (I/O binding, CUDA graphs)",
     "onnxruntime-trt": "ONNX Runtime, TensorRT execution provider",
-    "tensorrt": "TensorRT engine (serialized plan) via TensorRT's Python API",
+    "tensorrt": "TensorRT engine (a full TensorRT or TensorRT-RTX plan, run by the backend that built it)",
 }
 
 INSTALL_ORT_GPU = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
-INSTALL_TRT = "pip install 'crossrt[trt]' (TensorRT >= 10 with its libraries, e.g. tensorrt-cu12)"
-
-
-def _spec_dirs(module: str) -> list[Path]:
-    """The folders of an installed package, without importing it (hidden or broken: none)."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return []
-    if spec is None:
-        return []
-    if spec.submodule_search_locations:
-        return [Path(p) for p in spec.submodule_search_locations]
-    return [Path(spec.origin).parent] if spec.origin else []
-
-
-def _has_files(dirs: list[Path], *patterns: str) -> bool:
-    return any(next(d.glob(p), None) is not None for d in dirs for p in patterns)
-
-
-def _version(*distributions: str) -> str | None:
-    for name in distributions:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def gpus() -> tuple[tuple[dict[str, Any], ...], str]:
-    """Visible NVIDIA GPUs from the CUDA driver API, and a reason when there are none.
-
-    Honours CUDA_VISIBLE_DEVICES like every CUDA program. Each GPU: index, name,
-    compute_capability ("9.0"), driver (CUDA driver API version, "12.8").
-    """
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return (), f"no GPU is visible (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r})"
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1" if platform.system() != "Windows" else "nvcuda.dll")
-    except OSError:
-        return (), "no GPU is visible: the NVIDIA driver (libcuda) is not installed on this machine"
-    count, version = ctypes.c_int(0), ctypes.c_int(0)
-    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or not count.value:
-        return (), "no GPU is visible: the NVIDIA driver is installed but reports no usable device"
-    cuda.cuDriverGetVersion(ctypes.byref(version))
-    found = []
-    for index in range(count.value):
-        device, major, minor = ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(0)
-        name = ctypes.create_string_buffer(256)
-        cuda.cuDeviceGet(ctypes.byref(device), index)
-        cuda.cuDeviceGetName(name, 256, device)
-        cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, device)  # COMPUTE_CAPABILITY_MAJOR
-        cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)  # COMPUTE_CAPABILITY_MINOR
-        found.append({"index": index, "name": name.value.decode(errors="replace"),
-                      "compute_capability": f"{major.value}.{minor.value}",
-                      "driver": f"{version.value // 1000}.{version.value % 1000 // 10}"})
-    return tuple(found), ""
-
-
-def cpu_name() -> str:
-    """The CPU model (Linux /proc/cpuinfo; elsewhere platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+INSTALL_TRT = TENSORRT.install
 
 
 def _gpu_reason() -> str | None:
@@ -107,23 +29,9 @@ def _gpu_reason() -> str | None:
     return None if found else reason
 
 
-def _find_library(stem: str, packages: tuple[str, ...]) -> Path | None:
-    """A shared library ``lib{stem}.so*`` shipped in a pip package or on the loader path."""
-    dirs = [d for package in packages for d in _spec_dirs(package)]
-    dirs += [Path(p) for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-    dirs += [Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib/aarch64-linux-gnu"),
-             Path("/usr/local/tensorrt/lib")]
-    for folder in dirs:
-        hit = next(iter(sorted(folder.glob(f"lib{stem}.so*"))), None) if folder.is_dir() else None
-        if hit is not None:
-            return hit
-    found = ctypes.util.find_library(stem)  # the ldconfig cache
-    return Path(found) if found else None
-
-
 # -- one check per runner: None when available, else the reason --------------------------
 def _check_paddle() -> str | None:
-    dirs = _spec_dirs("paddle")
+    dirs = spec_dirs("paddle")
     if not dirs:
         return "Paddle is not installed: pip install 'paddlepaddle>=3.3,<3.4' (or paddlepaddle-gpu)"
     if not any((d / "inference").is_dir() for d in dirs):
@@ -132,14 +40,14 @@ def _check_paddle() -> str | None:
 
 
 def _check_onnxruntime() -> str | None:
-    if not _spec_dirs("onnxruntime"):
+    if not spec_dirs("onnxruntime"):
         return "ONNX Runtime is not installed: pip install onnxruntime"
     return None
 
 
 def _ort_provider_library(provider: str) -> bool:
-    capi = [d / "capi" for d in _spec_dirs("onnxruntime")]
-    return _has_files(capi, f"libonnxruntime_providers_{provider}.so",
+    capi = [d / "capi" for d in spec_dirs("onnxruntime")]
+    return has_files(capi, f"libonnxruntime_providers_{provider}.so",
                       f"onnxruntime_providers_{provider}.dll")
 
 
@@ -164,24 +72,25 @@ def _check_onnxruntime_trt() -> str | None:
         return reason
     if not _ort_provider_library("tensorrt"):
         return "this onnxruntime build has no TensorRT execution provider: " + INSTALL_ORT_GPU
-    if _find_library("nvinfer", ("tensorrt_libs", "tensorrt")) is None:
+    if find_library("nvinfer", ("tensorrt_libs", "tensorrt")) is None:
         return "the TensorRT libraries (libnvinfer) are not installed: " + INSTALL_TRT
     return None
 
 
 def _check_tensorrt() -> str | None:
-    dirs = _spec_dirs("tensorrt")
-    if not dirs:
-        return "TensorRT is not installed: " + INSTALL_TRT
-    compiled = ("tensorrt*.so", "tensorrt*.pyd", "*.cpython-*.so")
-    if not _has_files(dirs + _spec_dirs("tensorrt_bindings"), *compiled):
-        if _has_files(dirs, "*.pyi"):
-            return (f"the 'tensorrt' found at {dirs[0]} is type stubs (tensorrt-stubs), not TensorRT: "
-                    + INSTALL_TRT)
-        return f"the 'tensorrt' found at {dirs[0]} has no compiled bindings: " + INSTALL_TRT
-    if _find_library("nvinfer", ("tensorrt_libs", "tensorrt")) is None:
-        return "TensorRT's Python bindings are installed but not its libraries (libnvinfer): " + INSTALL_TRT
-    return _gpu_reason()
+    """A plan runs with the backend that built it: full TensorRT on the GPU model it was built
+    on, TensorRT-RTX on the RTX-class GPUs it targets; either needs a GPU."""
+    found, _ = gpus()
+    gpu = found[0] if found else None
+    installed = [b for b in BACKENDS.values() if b.installed_reason() is None]
+    if not installed:
+        return f"neither TensorRT nor TensorRT-RTX is installed: {TENSORRT.install}, or {TENSORRT_RTX.install}"
+    reasons = [f"{b.title}: {reason}" for b in installed if (reason := b.run_reason(gpu))]
+    if len(reasons) < len(installed):
+        return None
+    builds = [b.title for b in installed if b.build_reason() is None]
+    return "; ".join(reasons) + (f" (engines still build here with {builds[0]}: crossrt "
+                                 "build-engine)" if builds else "")
 
 
 _CHECKS: dict[str, Callable[[], str | None]] = {
@@ -195,8 +104,7 @@ _VERSIONS = {
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "onnxruntime-cuda": ("onnxruntime-gpu", "onnxruntime"),
     "onnxruntime-trt": ("onnxruntime-gpu", "onnxruntime"),
-    "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu12-bindings",
-                 "tensorrt-cu13-bindings"),
+    "tensorrt": TENSORRT.distributions + TENSORRT_RTX.distributions,
 }
 
 
@@ -234,4 +142,8 @@ def availability() -> list[dict[str, Any]]:
         ok, reason = is_available(kind)
         rows.append({"kind": kind, "available": ok, "reason": reason,
                      "description": DESCRIPTIONS[kind]})
+        if kind == "tensorrt":  # which plans this machine can build, and which it can run
+            from runtimes.trt_backends import describe_backends
+
+            rows[-1]["backends"] = describe_backends()
     return rows

@@ -1,334 +1,39 @@
-"""``crossrt build-engine``: a trtexec-like TensorRT engine build on Polygraphy's loaders.
+"""``crossrt build-engine``: a trtexec-like engine build on Polygraphy's loaders, one builder for
+full TensorRT and TensorRT-RTX (see ``trt_backends``).
 
-Flags follow trtexec (``--onnx --saveEngine --fp16 --minShapes/--optShapes/--maxShapes
---memPoolSize --timingCacheFile --builderOptimizationLevel --skipInference --verbose``).
-The pure parts (shape specs, pool sizes, the default profile, the precision plan per
-TensorRT major version, reading the built engine's layer precisions, the sidecar, the
-compatibility check) are plain functions tested without TensorRT; ``build_engine`` puts them
-together around ``NetworkFromOnnxPath -> CreateConfig -> EngineFromNetwork -> SaveEngine``.
+    check the request (shapes, pools, targets, options the backend refuses)  -> no TensorRT yet
+    NetworkFromOnnxPath -> CreateConfig / CreateConfigRTX -> EngineBytesFromNetwork
+    prove the precision (network types, builder report, inspector where a GPU loads it)
+    write plan + sidecar atomically; run it at min/opt/max shapes where it can run here
 
-Precision: TensorRT 10 takes the FP16 builder flag on the FP32 graph. TensorRT 11 removed
-the flag (networks are strongly typed), so ``fp16`` there builds the FP16 graph
-(``model.fp16.onnx``, converted on the fly if missing). Either way the engine's layers are
-inspected after the build, and an FP16 request that produced an all-FP32 engine fails.
+Precision: with the FP16 builder flag (TensorRT 10) ``fp16`` sets it on the FP32 graph.
+Strongly typed backends (TensorRT 11, TensorRT-RTX) have no flag, so ``fp16`` builds the FP16
+graph (``model.fp16.onnx``, converted on the fly when missing); ``polygraphy convert --fp16``
+would silently build FP32 there. Either way an FP16 request that gives no FP16 layer fails.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
+import resource
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from math import floor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporter.errors import DependencyError, EngineBuildError, UsageError
+from runtimes import engine_info as info
+from runtimes import trt_backends as backends
+from runtimes.trtexec import (MEM_POOLS, OPTIMIZATION_LEVELS, Profile, Shape, format_shape,
+                              onnx_inputs, parse_mem_pool_size, parse_shapes, parse_size,
+                              resolve_profile)
 
 if TYPE_CHECKING:
-    import tensorrt as trt
-
     from exporter.specs import ModelSpec
 
-Shape = tuple[int, ...]
-Profile = dict[str, tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max)
-
-# trtexec's --memPoolSize pool names -> trt.MemoryPoolType members
-MEM_POOLS = {"workspace": "WORKSPACE", "dlaSRAM": "DLA_MANAGED_SRAM",
-             "dlaLocalDRAM": "DLA_LOCAL_DRAM", "dlaGlobalDRAM": "DLA_GLOBAL_DRAM",
-             "tacticSharedMem": "TACTIC_SHARED_MEMORY"}
-# trtexec's base-2 size suffixes; a bare number is MiB
-SIZE_UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-OPTIMIZATION_LEVELS = range(0, 6)  # --builderOptimizationLevel, TensorRT's default is 3
-# Substrings of the inspector's data-type text, most specific first ("BFloat16" holds "Float")
-_PRECISION_WORDS = (("BFLOAT16", "bf16"), ("BF16", "bf16"), ("FP8", "fp8"), ("FLOAT8", "fp8"),
-                    ("HALF", "fp16"), ("FP16", "fp16"), ("FLOAT16", "fp16"), ("INT64", "int64"),
-                    ("INT32", "int32"), ("INT8", "int8"), ("UINT8", "uint8"), ("BOOL", "bool"),
-                    ("FP32", "fp32"), ("FLOAT", "fp32"))
-_NOT_COMPUTE = ("Reformat", "NoOp")  # layers that only move or relabel data
+_DLA_POOLS = ("dlaSRAM", "dlaLocalDRAM", "dlaGlobalDRAM")
+_QUIET = 100  # above Polygraphy's CRITICAL: its own messages would break the one-line contract
 
 
-# -- trtexec-style arguments -----------------------------------------------------------------
-def parse_size(text: str) -> int:
-    """A trtexec size: ``512`` (MiB), ``1.5G``, ``256M``, ``64K``, ``100B`` -> bytes (floored)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([BKMG]?)\s*", text, flags=re.IGNORECASE)
-    if not match:
-        raise UsageError(f"bad size {text!r}: expected a number with an optional B, K, M or G "
-                         "suffix (no suffix: MiB), e.g. 2048 or 2G")
-    number, unit = match.groups()
-    return floor(float(number) * SIZE_UNITS[(unit or "M").upper()])
-
-
-def parse_mem_pool_size(spec: str) -> dict[str, int]:
-    """``--memPoolSize=workspace:2G,tacticSharedMem:48K`` -> {pool: bytes}."""
-    pools = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        pool, sep, size = item.partition(":")
-        if not sep or pool not in MEM_POOLS:
-            raise UsageError(f"bad --memPoolSize entry {item!r}: expected POOL:SIZE with POOL one "
-                             f"of {', '.join(MEM_POOLS)} (e.g. workspace:2048)")
-        pools[pool] = parse_size(size)
-    if not pools:
-        raise UsageError("empty --memPoolSize: expected e.g. workspace:2048")
-    return pools
-
-
-def parse_shapes(spec: str) -> dict[str, Shape]:
-    """``x:1x3x224x224,'in:0':4x3`` -> {name: shape}; ``name:scalar`` or ``name:`` is 0-D."""
-    shapes: dict[str, Shape] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, dims = item.rpartition(":")
-        name = name.strip().strip("'\\")
-        if not sep or not name:
-            raise UsageError(f"bad shape {item!r}: expected NAME:DIMS like x:1x3x224x224")
-        if dims in ("", "scalar"):
-            shapes[name] = ()
-            continue
-        if not re.fullmatch(r"\d+(x\d+)*", dims):
-            raise UsageError(f"bad shape {item!r}: dimensions must be positive integers joined "
-                             "by 'x', like 1x3x224x224")
-        shapes[name] = tuple(int(d) for d in dims.split("x"))
-    if not shapes:
-        raise UsageError(f"empty shape spec {spec!r}: expected e.g. x:1x3x224x224")
-    return shapes
-
-
-def format_shape(shape: Shape) -> str:
-    return "x".join(map(str, shape)) or "scalar"
-
-
-# -- profiles ----------------------------------------------------------------------------------
-def spec_profile(spec: ModelSpec, batch_sizes: tuple[int, ...] | None = None) -> Profile:
-    """The model's default profile: batch 1 / 4 / 8 (the seed's columns) at its crop size."""
-    from exporter.specs import BATCH_SIZES
-
-    batches = batch_sizes or BATCH_SIZES
-    low, opt, high = ((b, *spec.input_shape) for b in _low_opt_high(batches))
-    return {spec.input_name: (low, opt, high)}
-
-
-def _low_opt_high(batches: tuple[int, ...]) -> tuple[int, int, int]:
-    """Batch sizes 1, 4, 8 -> min 1, opt 4 (the middle one), max 8."""
-    return batches[0], batches[len(batches) // 2], batches[-1]
-
-
-def onnx_inputs(path: str | Path) -> dict[str, tuple[int | None, ...]]:
-    """The ONNX graph's real inputs (initializers excluded); dynamic dims are None."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    weights = {init.name for init in graph.initializer}
-    return {node.name: tuple(d.dim_value if d.dim_value > 0 else None
-                             for d in node.type.tensor_type.shape.dim)
-            for node in graph.input if node.name not in weights}
-
-
-def resolve_profile(inputs: dict[str, tuple[int | None, ...]],
-                    min_shapes: dict[str, Shape] | None = None,
-                    opt_shapes: dict[str, Shape] | None = None,
-                    max_shapes: dict[str, Shape] | None = None,
-                    spec: ModelSpec | None = None) -> Profile:
-    """The one optimisation profile to build, following trtexec's rules, checked against the graph.
-
-    Nothing given: the spec's batch 1/4/8 profile (or, without a spec, batch 1/4/8 on a graph
-    whose only dynamic dimension is the batch). Only opt given: min = max = opt. Otherwise
-    all three are needed. Static inputs may be left out.
-    """
-    given = [s is not None for s in (min_shapes, opt_shapes, max_shapes)]
-    if not any(given):
-        profile = spec_profile(spec) if spec is not None else _batch_profile(inputs)
-    elif given == [False, True, False]:
-        assert opt_shapes is not None
-        profile = {n: (s, s, s) for n, s in opt_shapes.items()}
-    elif all(given):
-        assert min_shapes is not None and opt_shapes is not None and max_shapes is not None
-        if not set(min_shapes) == set(opt_shapes) == set(max_shapes):
-            raise UsageError("--minShapes, --optShapes and --maxShapes must name the same inputs")
-        profile = {n: (min_shapes[n], opt_shapes[n], max_shapes[n]) for n in opt_shapes}
-    else:
-        raise UsageError("give all three of --minShapes, --optShapes and --maxShapes (or only "
-                         "--optShapes, as trtexec)")
-    return _check_profile(profile, inputs)
-
-
-def _batch_profile(inputs: dict[str, tuple[int | None, ...]]) -> Profile:
-    from exporter.specs import BATCH_SIZES
-
-    profile = {}
-    for name, dims in inputs.items():
-        if any(d is None for d in dims[1:]):
-            raise UsageError(f"input {name!r} has dynamic dimensions besides the batch "
-                             f"({dims}): give --minShapes/--optShapes/--maxShapes")
-        if dims and dims[0] is None:
-            static = tuple(d for d in dims[1:] if d is not None)
-            low, opt, high = ((b, *static) for b in _low_opt_high(BATCH_SIZES))
-            profile[name] = (low, opt, high)
-    return profile
-
-
-def _check_profile(profile: Profile, inputs: dict[str, tuple[int | None, ...]]) -> Profile:
-    unknown = sorted(set(profile) - set(inputs))
-    if unknown:
-        raise UsageError(f"shape given for {unknown[0]!r}, which is not an input of the graph "
-                         f"(inputs: {', '.join(inputs)})")
-    for name, dims in inputs.items():
-        if name not in profile:
-            if any(d is None for d in dims):
-                raise UsageError(f"dynamic input {name!r} needs a shape in the profile")
-            continue
-        for label, shape in zip(("min", "opt", "max"), profile[name]):
-            if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape)):
-                want = "x".join("N" if d is None else str(d) for d in dims)
-                raise UsageError(f"{label} shape of {name!r} is {format_shape(shape)}, but the "
-                                 f"graph's input is {want}")
-        low, opt, high = profile[name]
-        if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
-            raise UsageError(f"profile of {name!r} must have min <= opt <= max in every "
-                             f"dimension, got {format_shape(low)} / {format_shape(opt)} / "
-                             f"{format_shape(high)}")
-    return profile
-
-
-# -- precision ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PrecisionPlan:
-    """How a requested precision is built on a given TensorRT major version."""
-
-    requested: str  # "fp16" or "fp32"
-    onnx: Path  # the graph the network is parsed from
-    builder_fp16: bool  # TensorRT 10: the FP16 builder flag
-    strongly_typed: bool  # TensorRT >= 11: types come from the graph (always on there)
-    convert_from: Path | None = None  # FP32 graph to convert into ``onnx`` before building
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-
-def fp16_graph_path(onnx: Path) -> Path:
-    """``model.onnx`` -> ``model.fp16.onnx`` (the exporter's name); an FP16 path maps to itself."""
-    return onnx if onnx.name.endswith(".fp16.onnx") else onnx.with_name(f"{onnx.stem}.fp16.onnx")
-
-
-def precision_plan(trt_major: int, fp16: bool, onnx: Path) -> PrecisionPlan:
-    if trt_major < 10:
-        raise DependencyError(f"TensorRT {trt_major} is too old: crossrt needs TensorRT >= 10")
-    if trt_major == 10:
-        return PrecisionPlan("fp16" if fp16 else "fp32", onnx, builder_fp16=fp16,
-                             strongly_typed=False)
-    if not fp16:
-        return PrecisionPlan("fp32", onnx, builder_fp16=False, strongly_typed=True)
-    target = fp16_graph_path(onnx)
-    return PrecisionPlan("fp16", target, builder_fp16=False, strongly_typed=True,
-                         convert_from=None if target.is_file() else onnx)
-
-
-def tensor_precision(tensor: dict[str, Any]) -> str | None:
-    """A layer input/output of the engine inspector -> 'fp16', 'fp32', ... (TRT 10 and 11 keys)."""
-    text = tensor.get("Format/Datatype") or " ".join(
-        str(tensor[k]) for k in ("Datatype", "DataType", "Format") if tensor.get(k))
-    upper = str(text).upper()
-    return next((label for word, label in _PRECISION_WORDS if word in upper), None)
-
-
-def layer_precisions(layers: list[Any]) -> dict[str, int]:
-    """Count compute layers by the precision of their first output; 'unknown' when not detailed."""
-    counts: dict[str, int] = {}
-    for layer in layers:
-        if not isinstance(layer, dict):  # profiling verbosity below DETAILED: names only
-            counts["unknown"] = counts.get("unknown", 0) + 1
-            continue
-        if any(word in str(layer.get("LayerType", "")) for word in _NOT_COMPUTE):
-            continue
-        outputs = layer.get("Outputs") or []
-        label = (tensor_precision(outputs[0]) if outputs else None) or "unknown"
-        counts[label] = counts.get(label, 0) + 1
-    return counts
-
-
-def engine_precision(counts: dict[str, int]) -> str:
-    """'fp16' (all floating-point layers in FP16), 'mixed', 'fp32' or 'unknown'."""
-    half, single = counts.get("fp16", 0), counts.get("fp32", 0)
-    if half and single:
-        return "mixed"
-    if half or single:
-        return "fp16" if half else "fp32"
-    return "unknown"
-
-
-def check_precision(requested: str, counts: dict[str, int], engine: Path) -> None:
-    """An FP16 request must yield FP16 layers; an engine whose precision is unknown is no proof."""
-    if requested != "fp16":
-        return
-    if counts.get("fp16", 0) == 0:
-        found = ", ".join(f"{n} {p}" for p, n in sorted(counts.items())) or "no layers"
-        raise EngineBuildError(f"--fp16 was requested but the built engine {engine} has no FP16 "
-                               f"layers ({found}): TensorRT chose FP32 kernels; this GPU may lack "
-                               "fast FP16, or the graph pins FP32")
-
-
-# -- sidecar -----------------------------------------------------------------------------------
-def sidecar_path(engine: str | Path) -> Path:
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
-def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
-    path = sidecar_path(engine)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read the engine's sidecar {path}: {error}") from error
-    return data if isinstance(data, dict) else None
-
-
-def check_engine_compatible(sidecar: dict[str, Any], trt_version: str, gpu: dict[str, Any],
-                            engine: str | Path) -> None:
-    """Raise a UsageError when the engine was built by another TensorRT or for another GPU."""
-    built_trt = sidecar.get("tensorrt_version")
-    built_gpu = sidecar.get("gpu") or {}
-    problems = []
-    if built_trt and built_trt != trt_version:
-        problems.append(f"TensorRT {built_trt} (this machine has {trt_version})")
-    if built_gpu.get("compute_capability") and \
-            built_gpu["compute_capability"] != gpu.get("compute_capability"):
-        problems.append(f"{built_gpu.get('name', 'a GPU')} with compute capability "
-                        f"{built_gpu['compute_capability']} (this machine has {gpu.get('name')} "
-                        f"with {gpu.get('compute_capability')})")
-    if problems:
-        onnx = sidecar.get("onnx", {}).get("path", "MODEL.onnx")
-        raise UsageError(f"engine {engine} was built for {' and '.join(problems)}; rebuild it "
-                         f"here: crossrt build-engine --onnx {onnx} --saveEngine {engine}")
-
-
-def make_sidecar(*, engine: Path, onnx: Path, onnx_sha256: str, trt_version: str,
-                 gpu: dict[str, Any], profile: Profile, plan: PrecisionPlan,
-                 layers: dict[str, int], build_time_s: float, timing_cache: dict[str, Any] | None,
-                 memory_pools: dict[str, int], builder_optimization_level: int | None,
-                 inference: dict[str, Any] | None) -> dict[str, Any]:
-    """The JSON written beside an engine: enough to know what it is and where it can run."""
-    return {
-        "engine": engine.name,
-        "onnx": {"path": str(onnx), "sha256": onnx_sha256},
-        "tensorrt_version": trt_version,
-        "gpu": gpu,
-        "profiles": [{name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])}
-                      for name, s in profile.items()}],
-        "precision": {"requested": plan.requested, "engine": engine_precision(layers),
-                      "layers": layers, "plan": plan.to_json()},
-        "build_time_s": round(build_time_s, 3),
-        "timing_cache": timing_cache,
-        "memory_pools": memory_pools,
-        "builder_optimization_level": builder_optimization_level,
-        "inference_check": inference,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-# -- the build ---------------------------------------------------------------------------------
 def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
                  min_shapes: dict[str, Shape] | str | None = None,
                  opt_shapes: dict[str, Shape] | str | None = None,
@@ -336,19 +41,25 @@ def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
                  workspace: int | str | None = None, timing_cache: str | Path | None = None,
                  builder_optimization_level: int | None = None, skip_inference: bool = False,
                  verbose: bool = False, spec: ModelSpec | None = None,
-                 mem_pools: dict[str, int] | str | None = None) -> dict[str, Any]:
-    """Build, check and save a TensorRT engine from an ONNX graph; returns the sidecar (also
-    written to ``ENGINE.json``). Shapes take trtexec strings or dicts; ``workspace`` takes bytes
-    or a trtexec size (``2048``, ``2G``); ``mem_pools`` a ``--memPoolSize`` string or dict.
+                 mem_pools: dict[str, int] | str | None = None, backend: str | None = None,
+                 compute_capabilities: tuple[tuple[int, int], ...] | str | None = None,
+                 ) -> dict[str, Any]:
+    """Build, check and save an engine from an ONNX graph; returns the sidecar (also written to
+    ``ENGINE.json``). Shapes take trtexec strings or dicts; ``workspace`` takes bytes or a
+    trtexec size (``2048``, ``2G``); ``mem_pools`` a ``--memPoolSize`` string or dict;
+    ``backend`` ``auto`` / ``tensorrt`` / ``tensorrt-rtx``; ``compute_capabilities`` the
+    TensorRT-RTX targets (``"8.6,8.9"``; default: the library's).
 
-    DependencyError (exit 2) without TensorRT or a GPU; EngineBuildError (exit 1) when
-    TensorRT fails or builds another precision than asked.
+    UsageError (exit 2) for a bad request or a graph TensorRT cannot parse; DependencyError
+    (exit 2) without a backend that builds here; EngineBuildError (exit 1) when TensorRT fails
+    or builds another precision than asked.
     """
-    from runtimes.availability import gpus, is_available
-
     onnx, save_engine = Path(onnx), Path(save_engine)
     if not onnx.is_file():
-        raise UsageError(f"{onnx} does not exist: give the ONNX file to build from (--onnx)")
+        what = "is a folder" if onnx.is_dir() else "does not exist"
+        raise UsageError(f"{onnx} {what}: give the ONNX file to build from (--onnx)")
+    if save_engine.is_dir():
+        raise UsageError(f"{save_engine} is a folder: give the engine file to write (--saveEngine)")
     if builder_optimization_level is not None and builder_optimization_level not in OPTIMIZATION_LEVELS:
         raise UsageError(f"--builderOptimizationLevel must be 0..5, got {builder_optimization_level}")
     low, opt, high = (parse_shapes(s) if isinstance(s, str) else s
@@ -357,38 +68,76 @@ def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
     pools = parse_mem_pool_size(mem_pools) if isinstance(mem_pools, str) else dict(mem_pools or {})
     if workspace is not None:
         pools["workspace"] = parse_size(workspace) if isinstance(workspace, str) else int(workspace)
-    available, reason = is_available("tensorrt")
-    if not available:
-        raise DependencyError(f"cannot build a TensorRT engine: {reason}")
+    targets = (backends.parse_computes(compute_capabilities)
+               if isinstance(compute_capabilities, str) else compute_capabilities)
+    chosen = backends.select_backend(backend)
+    _refuse_unsupported(chosen, pools, timing_cache, targets)
 
-    from runtimes.tensorrt_runner import require_tensorrt, trt_major
-
-    version = require_tensorrt()
-    plan = precision_plan(trt_major(version), fp16, onnx)
+    backends.use_backend(chosen)
+    version = chosen.version() or "unknown"
+    plan = info.precision_plan(chosen.has_fp16_flag(), fp16, onnx)
     if plan.convert_from is not None:
         _convert_fp16(plan.convert_from, plan.onnx)
     cache = Path(timing_cache) if timing_cache else None
     cache_before = cache.stat().st_size if cache and cache.is_file() else None
     started = time.perf_counter()
-    engine = _build(plan, profile, pools, cache, builder_optimization_level, verbose)
-    build_time = time.perf_counter() - started
-    layers = layer_precisions(inspect_layers(engine))
-    check_precision(plan.requested, layers, save_engine)
-    sidecar_path(save_engine).unlink(missing_ok=True)  # a stale one would describe the old engine
-    _save(engine, save_engine)
-    inference = None if skip_inference else smoke_test(save_engine, profile)
-    from exporter.provenance import sha256_file, write_json
+    data, evidence = _build(chosen, plan, profile, pools, cache, builder_optimization_level,
+                            targets, verbose)
+    build_seconds = time.perf_counter() - started
+    found, _ = backends.probe.gpus()
+    gpu = found[0] if found else None
+    plan_targets = [backends.format_compute(t) for t in targets or chosen.default_targets] or None
+    runs_here = chosen.run_reason(gpu, targets) is None
+    if runs_here:
+        evidence["inspector"] = info.layer_precisions(_inspect(chosen, data))
+    source, counts = info.decisive(evidence)
+    info.check_precision(plan.requested, counts, save_engine)
 
-    sidecar = make_sidecar(
-        engine=save_engine, onnx=plan.onnx, onnx_sha256=sha256_file(plan.onnx),
-        trt_version=version, gpu=gpus()[0][0], profile=profile, plan=plan,
-        layers=layers, build_time_s=build_time, memory_pools=pools,
-        timing_cache=None if cache is None else {
-            "path": str(cache), "reused": cache_before is not None, "bytes_before": cache_before,
-            "bytes_after": cache.stat().st_size if cache.is_file() else None},
-        builder_optimization_level=builder_optimization_level, inference=inference)
-    write_json(sidecar_path(save_engine), sidecar)
+    from exporter.provenance import sha256_file, write_atomic, write_json
+
+    info.sidecar_path(save_engine).unlink(missing_ok=True)  # a stale one would describe the old plan
+    write_atomic(save_engine, memoryview(data))
+    inference: dict[str, Any] | None
+    if skip_inference:
+        inference = None
+    elif runs_here:
+        inference = smoke_test(save_engine, profile)
+    else:
+        inference = {"skipped": chosen.run_reason(gpu, targets)}
+    sidecar = info.make_sidecar(
+        engine=save_engine, backend=chosen, version=version,
+        targets=plan_targets if chosen.target_bits else None,
+        gpu=None if chosen.builds_without_gpu else gpu,
+        onnx={"path": str(plan.onnx), "sha256": sha256_file(plan.onnx),
+              "manifest": _manifest_record(plan.onnx)},
+        profile=profile, plan=plan, evidence=evidence,
+        options={"memory_pools": pools, "builder_optimization_level": builder_optimization_level,
+                 "compute_capabilities": plan_targets if targets else None,
+                 "timing_cache": None if cache is None else {
+                     "path": str(cache), "reused": cache_before is not None,
+                     "bytes_before": cache_before,
+                     "bytes_after": cache.stat().st_size if cache.is_file() else None}},
+        build={"seconds": round(build_seconds, 3), "peak_rss_mb": _peak_rss_mb(),
+               "plan_bytes": save_engine.stat().st_size, "plan_sha256": sha256_file(save_engine)},
+        inference=inference)
+    write_json(info.sidecar_path(save_engine), sidecar)
     return sidecar
+
+
+def _refuse_unsupported(backend: backends.Backend, pools: dict[str, int],
+                        timing_cache: str | Path | None,
+                        targets: tuple[tuple[int, int], ...] | None) -> None:
+    """Options TensorRT-RTX would accept and then fail on only in its log, refused up front."""
+    if targets is not None:
+        backend.check_targets(targets)
+    if not backend.target_bits:
+        return
+    if dla := [p for p in pools if p in _DLA_POOLS]:
+        raise UsageError(f"--memPoolSize {dla[0]}: TensorRT-RTX has no DLA; use workspace or "
+                         "tacticSharedMem")
+    if timing_cache is not None:
+        raise UsageError("--timingCacheFile: TensorRT-RTX keeps no timing cache (it compiles "
+                         "kernels on the device at first run); drop the flag")
 
 
 def _convert_fp16(source: Path, target: Path) -> None:
@@ -400,53 +149,121 @@ def _convert_fp16(source: Path, target: Path) -> None:
     convert_fp16(source, target)
 
 
-def _build(plan: PrecisionPlan, profile: Profile, pools: dict[str, int],
-           cache: Path | None, level: int | None, verbose: bool) -> trt.ICudaEngine:
-    import tensorrt as trt
-    from polygraphy.backend.trt import (CreateConfig, EngineFromNetwork, NetworkFromOnnxPath,
-                                        Profile as PolygraphyProfile)
+def _build(backend: backends.Backend, plan: info.PrecisionPlan, profile: Profile,
+           pools: dict[str, int], cache: Path | None, level: int | None,
+           targets: tuple[tuple[int, int], ...] | None, verbose: bool,
+           ) -> tuple[Any, dict[str, dict[str, int] | None]]:
+    """The serialized plan, and the layer counts of the network and of the builder's report."""
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = backend.load()
+    from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath
+    from polygraphy.backend.trt import Profile as PolygraphyProfile
     from polygraphy.exception import PolygraphyException
     from polygraphy.logger import G_LOGGER
 
     polygraphy_profile = PolygraphyProfile()
     for name, (low, opt, high) in profile.items():
         polygraphy_profile.add(name, min=low, opt=opt, max=high)
-    config = CreateConfig(
-        fp16=plan.builder_fp16, profiles=[polygraphy_profile],
+    options: dict[str, Any] = dict(
+        profiles=[polygraphy_profile], builder_optimization_level=level,
         memory_pool_limits={trt.MemoryPoolType.__members__[MEM_POOLS[p]]: n
                             for p, n in pools.items()} or None,
-        load_timing_cache=str(cache) if cache else None, builder_optimization_level=level,
-        profiling_verbosity=trt.ProfilingVerbosity.DETAILED)  # for the layer inspection
-    network = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=plan.strongly_typed)
-    try:
-        with G_LOGGER.verbosity(G_LOGGER.VERBOSE if verbose else G_LOGGER.ERROR):
-            return EngineFromNetwork(network, config, save_timing_cache=str(cache) if cache else None)()
-    except PolygraphyException as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
-        raise EngineBuildError(f"TensorRT could not build {plan.onnx}: {first}") from error
+        profiling_verbosity=trt.ProfilingVerbosity.DETAILED)  # the builder's layer report
+    if backend.target_bits:
+        from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
+
+        config: Any = CreateConfigRTX(compute_capabilities=list(targets) if targets else None,
+                                      **options)
+    else:
+        from polygraphy.backend.trt import CreateConfig
+
+        config = CreateConfig(fp16=plan.builder_fp16, load_timing_cache=str(cache) if cache else None,
+                              **options)
+    with backends.BuildLog.capture() as messages, \
+            G_LOGGER.verbosity(G_LOGGER.VERBOSE if verbose else _QUIET):
+        try:
+            parsed = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=plan.strongly_typed)()
+        except PolygraphyException as error:
+            raise UsageError(_parse_failure(plan.onnx, messages, error)) from error
+        network_counts = info.network_precisions(parsed[1])
+        try:
+            data = EngineBytesFromNetwork(parsed, config, save_timing_cache=str(cache) if cache else None)()
+        except PolygraphyException as error:
+            raise _build_failure(plan.onnx, messages, error, pools) from error
+    return data, {"network": network_counts,
+                  "builder": info.layer_precisions(info.builder_layers(messages)) or None}
 
 
-def inspect_layers(engine: trt.ICudaEngine) -> list[Any]:
-    """The engine inspector's per-layer records (dicts when built with DETAILED verbosity)."""
-    import tensorrt as trt
+def _parse_failure(onnx: Path, messages: list[tuple[str, str]], error: Exception) -> str:
+    """One line: the node TensorRT's ONNX parser stopped at and why, or the unreadable file."""
+    text = "\n".join(m for level, m in messages if level in ("ERROR", "INTERNAL_ERROR"))
+    node = re.search(r"While parsing node number (\d+) \[(\S+) -> ", text)
+    name = re.search(r"Node name: (.*)", text)
+    if node:
+        last = text.strip().splitlines()[-1]
+        quoted = re.search(r'"([^"]+)"', last)  # the parser's assertion text, when it has one
+        reason = (quoted[1] if quoted else last.lstrip("[0123456789] ")).strip()
+        return (f"TensorRT cannot parse {onnx}: node {name[1].strip() if name else '?'!r} "
+                f"(op {node[2]}, number {node[1]}): {reason}; remove or replace that op "
+                "(TensorRT supports the standard ONNX domain)")
+    if "MODEL_DESERIALIZE_FAILED" in text or "Failed to parse the ONNX model" in text:
+        return f"{onnx} is not a readable ONNX model (corrupt or truncated); export it again"
+    return f"TensorRT cannot parse {onnx}: {backends.first_error(messages) or error}"
 
+
+def _build_failure(onnx: Path, messages: list[tuple[str, str]], error: Exception,
+                   pools: dict[str, int]) -> Exception:
+    """A workspace limit too small is the user's to fix (exit 2); anything else is TensorRT's."""
+    first = backends.first_error(messages) or str(error).strip().splitlines()[0]
+    memory = re.search(r"OutOfMemory \(Requested size was (\d+) bytes", first)
+    if "workspace" in pools and (memory or "workspace limit" in first):
+        limit = pools["workspace"] / (1 << 20)
+        asked = f"TensorRT asked for {int(memory[1]) / (1 << 20):.1f} MiB" if memory else \
+            "no kernel fits in it"
+        return UsageError(f"--memPoolSize workspace:{limit:g} (MiB) is too small for {onnx.name}: "
+                          f"{asked}; raise it (e.g. workspace:1024) or drop the limit")
+    return EngineBuildError(f"TensorRT could not build {onnx}: {first}")
+
+
+def _inspect(backend: backends.Backend, data: Any) -> list[Any]:
+    """The engine inspector's per-layer records (a GPU that runs the plan is needed)."""
+    import json
+
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = backend.load()
+    from polygraphy.backend.trt import EngineFromBytes
+
+    engine = EngineFromBytes(data)()
     inspector = engine.create_engine_inspector()
-    info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
-    layers: list[Any] = info.get("Layers", [])
+    layers: list[Any] = json.loads(inspector.get_engine_information(
+        trt.LayerInformationFormat.JSON)).get("Layers", [])
     return layers
 
 
-def _save(engine: trt.ICudaEngine, path: Path) -> None:
-    """Polygraphy's SaveEngine into a temporary file beside ``path``, then an atomic rename."""
-    from polygraphy.backend.trt import SaveEngine
+def _manifest_record(onnx: Path) -> dict[str, Any] | None:
+    """The export manifest beside the ONNX, as far as the engine needs it (None: no export)."""
+    import json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from exporter.provenance import sha256_file
+
+    path = onnx.parent / "manifest.json"
     try:
-        SaveEngine(engine, str(temporary))()
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    return {"path": str(path), "sha256": sha256_file(path), "model": manifest.get("model"),
+            "weights": manifest.get("weights")}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def smoke_test(engine: Path, profile: Profile) -> dict[str, Any]:
@@ -470,3 +287,57 @@ def smoke_test(engine: Path, profile: Profile) -> dict[str, Any]:
                                        f"({ {n: format_shape(s[index]) for n, s in profile.items()} })")
             checked.append(label)
     return {"ran": checked, "finite": True}
+
+
+def default_engine_path(onnx: Path, fp16: bool) -> Path:
+    """``model.onnx`` -> ``model.engine`` / ``model.fp16.engine`` beside it."""
+    stem = onnx.name.removesuffix(".onnx").removesuffix(".fp16")
+    return onnx.with_name(f"{stem}.fp16.engine" if fp16 else f"{stem}.engine")
+
+
+def cached_engine(onnx: Path, fp16: bool) -> Path | None:
+    """The engine built from ``onnx`` (or its FP16 graph) when its sidecar's ONNX hash is the
+    graph's current one; None when missing or stale."""
+    from exporter.provenance import sha256_file
+
+    engine = default_engine_path(onnx, fp16)
+    try:
+        sidecar = info.read_sidecar(engine)
+    except UsageError:
+        return None
+    if not engine.is_file() or not sidecar:
+        return None
+    built_from = Path(sidecar.get("onnx", {}).get("path", ""))
+    if not built_from.is_file() or sidecar["onnx"].get("sha256") != sha256_file(built_from):
+        return None
+    return engine
+
+
+def ensure_engine(onnx: Path, fp16: bool, *, backend: str | None = None,
+                  spec: ModelSpec | None = None) -> tuple[Path, dict[str, Any], bool]:
+    """The engine for ``onnx``, reused when its graph is unchanged (by hash), else built:
+    (path, sidecar, reused)."""
+    engine = cached_engine(onnx, fp16)
+    if engine is not None:
+        sidecar = info.read_sidecar(engine)
+        assert sidecar is not None
+        if backend in (None, "auto", sidecar.get("backend")):
+            return engine, sidecar, True
+    engine = default_engine_path(onnx, fp16)
+    return engine, build_engine(onnx, engine, fp16=fp16, backend=backend, spec=spec), False
+
+
+def engine_summary(engine: Path, sidecar: dict[str, Any], reused: bool = False) -> str:
+    """Two lines: what was built (backend, size, time, precision with its layer counts, targets)
+    and whether it ran."""
+    precision, build = sidecar["precision"], sidecar["build"]
+    check = sidecar.get("inference_check")
+    ran = ("ran at min/opt/max shapes: finite outputs" if check and check.get("ran") else
+           f"not run here: {check['skipped']}" if check and check.get("skipped") else
+           "not run (--skipInference)")
+    return (f"{engine}: {sidecar['backend']} {sidecar['tensorrt_version']}, "
+            f"{build['plan_bytes'] / 1e6:.1f} MB "
+            + ("(reused: its graph is unchanged), " if reused else f"in {build['seconds']:.1f} s, ")
+            + f"{precision['engine']} ({info.counts_text(precision['layers'])} layers, from the "
+            f"{precision['source']}), for {info.targets_text(sidecar['targets'])}\n"
+            f"  {ran}; sidecar {info.sidecar_path(engine).name}")

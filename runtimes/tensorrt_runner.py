@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
-from exporter.errors import DependencyError, UsageError
-from runtimes.availability import INSTALL_TRT, gpus
+from exporter.errors import RuntimeFault, UsageError
 from runtimes.base import InputSpec, Runner
+from runtimes.engine_info import check_loadable, read_sidecar
+from runtimes.probe import gpus
+from runtimes.trt_backends import BACKENDS, Backend, use_backend
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -27,46 +29,27 @@ if TYPE_CHECKING:
 _CAPTURE_THREAD_LOCAL = 1  # cudaStreamCaptureModeThreadLocal, as trtexec captures
 
 
-def require_tensorrt() -> str:
-    """TensorRT's version, after making sure ``import tensorrt`` is the real thing.
+def load_engine(path: Path) -> tuple[trt.ICudaEngine, Backend]:
+    """Deserialize a plan with the backend that built it, after checking (from its header and
+    sidecar, without deserialising) that this machine can load it."""
+    found, _ = gpus()
+    versions = {name: (b.version() or "unknown") if b.installed_reason() is None else None
+                for name, b in BACKENDS.items()}
+    backend = check_loadable(path, read_sidecar(path), versions, found[0] if found else None)
+    use_backend(backend)  # one TensorRT logger per process: the build log's
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = backend.load()
+    from polygraphy.backend.trt import util as trt_util
 
-    Callers then ``import tensorrt as trt`` themselves, so that mypy checks every call
-    against ``tensorrt-stubs`` (a module returned from a function would be untyped).
-    """
-    try:
-        import tensorrt
-    except ImportError as error:
-        raise DependencyError(f"TensorRT cannot be imported ({error}): {INSTALL_TRT}") from error
-    if not hasattr(tensorrt, "Builder"):
-        raise DependencyError(f"the 'tensorrt' module has no Builder (type stubs?): {INSTALL_TRT}")
-    version: str = tensorrt.__version__
-    return version
-
-
-def trt_major(version: str) -> int:
-    return int(version.split(".")[0])
-
-
-def load_engine(path: Path) -> trt.ICudaEngine:
-    """Deserialize an engine, first checking its sidecar against this TensorRT and GPU."""
-    from runtimes.engine import check_engine_compatible, read_sidecar
-
-    version = require_tensorrt()
-    import tensorrt as trt
-
-    found, reason = gpus()
-    if not found:
-        raise DependencyError(reason)
-    sidecar = read_sidecar(path)
-    if sidecar is not None:
-        check_engine_compatible(sidecar, version, found[0], path)
-    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    runtime = trt.Runtime(trt_util.get_trt_logger())
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
-        raise UsageError(f"TensorRT {version} cannot load {path} on "
-                         f"{found[0]['name']}: it was built by another TensorRT version or for "
-                         "another GPU, or it is not an engine; rebuild it with crossrt build-engine")
-    return engine
+        raise UsageError(f"{backend.title} {versions[backend.name]} cannot load {path} on "
+                         f"{found[0]['name']}: it was built by another version or for another "
+                         "GPU, or it is not an engine; rebuild it with crossrt build-engine")
+    return engine, backend
 
 
 def io_names(engine: trt.ICudaEngine, mode: trt.TensorIOMode) -> list[str]:
@@ -123,8 +106,8 @@ class _CudaGraph:
     @staticmethod
     def _check(status: int) -> None:
         if status != 0:
-            raise UsageError(f"CUDA graph capture failed (cudaError {status}); run with "
-                             "cuda_graph=False")
+            raise RuntimeFault(f"CUDA graph capture failed (cudaError {status}); run with "
+                               "cuda_graph=False (--no-cuda-graph)")
 
 
 class TensorRTRunner(Runner):
@@ -144,13 +127,18 @@ class TensorRTRunner(Runner):
         self._profile: int | None = None
         self._graphs: dict[tuple[Any, ...], _CudaGraph] | None = None
         self._shape_key: tuple[Any, ...] | None = None
+        self._backend: Backend | None = None
 
     def _load(self) -> None:
         from polygraphy import cuda
         from polygraphy.datatype import DataType
 
-        engine = load_engine(self.path)
-        import tensorrt as trt
+        engine, backend = load_engine(self.path)
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = backend.load()
+        self._backend = backend
 
         context = engine.create_execution_context()
         inputs = io_names(engine, trt.TensorIOMode.INPUT)
@@ -222,7 +210,8 @@ class TensorRTRunner(Runner):
     def _enqueue(self) -> None:
         assert self._context is not None
         if not self._context.execute_async_v3(self._stream.ptr):
-            raise UsageError(f"TensorRT failed to run {self.path} (execute_async_v3 returned False)")
+            raise RuntimeFault(f"TensorRT failed to run {self.path} (execute_async_v3 returned "
+                               "False); run with --verbose to see TensorRT's log")
 
     def _run_bound(self) -> None:
         assert self._graphs is not None and self._shape_key is not None
@@ -257,11 +246,12 @@ class TensorRTRunner(Runner):
         return self._fetch_bound()
 
     def _describe(self) -> dict[str, Any]:
-        from runtimes.engine import read_sidecar
-
         sidecar = read_sidecar(self.path) or {}
         found, _ = gpus()
-        return {"versions": {"tensorrt": require_tensorrt()},
+        backend = self._backend
+        return {"versions": {backend.name if backend else "tensorrt":
+                             backend.version() if backend else None},
+                "backend": backend.name if backend else None,
                 "device": found[0]["name"] if found else "no GPU",
                 "gpu": found[0] if found else {},
                 "precision": sidecar.get("precision", {}).get("engine", "unknown (no sidecar)"),

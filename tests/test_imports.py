@@ -18,7 +18,8 @@ import pytest
 from rt_fixtures import write_tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
-HIDDEN = ("paddle", "paddle2onnx", "tensorrt", "tensorrt_bindings", "tensorrt_libs")
+HIDDEN = ("paddle", "paddle2onnx", "tensorrt", "tensorrt_bindings", "tensorrt_libs", "tensorrt_rtx",
+          "tensorrt_rtx_bindings", "tensorrt_rtx_libs")
 
 _SITECUSTOMIZE = f"""
 import sys
@@ -90,11 +91,14 @@ print(json.dumps(dict(light=light, status=status, shape=shape, refused=refused,
     assert result["paddle_loaded"] is False
 
 
-@pytest.mark.parametrize("module", ["runtimes.engine", "runtimes.tensorrt_runner",
-                                    "runtimes.onnxrt", "runtimes.paddle_inference"])
+@pytest.mark.parametrize("module", ["runtimes.engine", "runtimes.engine_info",
+                                    "runtimes.trt_backends", "runtimes.tensorrt_runner",
+                                    "runtimes.onnxrt", "runtimes.paddle_inference",
+                                    "validation.pipeline"])
 def test_every_runtime_module_imports_without_its_runtime(tmp_path, module):
     result = _run_without_paddle(
         f"import json, sys, {module}\n"
-        "print(json.dumps(sorted(m for m in ('paddle', 'tensorrt', 'onnxruntime') if m in sys.modules)))",
+        "print(json.dumps(sorted(m for m in ('paddle', 'tensorrt', 'tensorrt_rtx', 'onnxruntime')"
+        " if m in sys.modules)))",
         tmp_path)
     assert result == []

@@ -1,7 +1,8 @@
 """mypy on the TensorRT-facing modules, against the published ``tensorrt-stubs`` (10.13).
 
-TensorRT cannot run here, so API misuse in ``runtimes/engine.py`` and
-``runtimes/tensorrt_runner.py`` is caught by types instead. CI installs the stubs into a folder
+Full TensorRT cannot run here, so API misuse in the engine modules (``runtimes/engine*.py``,
+``trt_backends.py``, ``trtexec.py``, ``tensorrt_runner.py``) is caught by types instead; the
+TensorRT-RTX path shares that code and is typed against the same stubs. CI installs the stubs into a folder
 used only through MYPYPATH (installed normally they would make ``import tensorrt`` succeed):
 
     pip install --no-deps --target .stubs "tensorrt-stubs==10.13.*"
@@ -25,7 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = ROOT / ".stubs"
-CHECKED = ["runtimes/engine.py", "runtimes/tensorrt_runner.py"]
+CHECKED = ["runtimes/engine.py", "runtimes/engine_info.py", "runtimes/trt_backends.py",
+           "runtimes/trtexec.py", "runtimes/tensorrt_runner.py"]
 # Stable paths keep mypy's cache warm (and mypy's cache remembers a module's path).
 MENDED = ROOT / ".mypy_cache" / "crossrt-tensorrt-stubs"
 PROBE_FILE = ROOT / ".mypy_cache" / "crossrt-probe" / "probe_tensorrt_misuse.py"
@@ -42,7 +44,7 @@ check_untyped_defs = True
 ignore_errors = True
 ignore_missing_imports = True
 
-[mypy-polygraphy.*,onnx.*,onnxruntime.*,paddle.*]
+[mypy-polygraphy.*,onnx.*,onnxruntime.*,paddle.*,google.*]
 ignore_missing_imports = True
 """
 

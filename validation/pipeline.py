@@ -1,4 +1,5 @@
-"""`crossrt pipeline`: the main job in one call: export, validate against Paddle, time.
+"""`crossrt pipeline`: the main job in one call: export, validate against Paddle, build the
+FP16 TensorRT engine (where a TensorRT backend is installed), time.
 
 Each step is the same API call its own subcommand makes; this module only chains them and
 gathers one summary.
@@ -20,10 +21,21 @@ PIPELINE_BATCH_SIZES = (1, 4)
 
 
 @dataclass(frozen=True)
+class EngineStage:
+    """The FP16 engine of the export, or why none was built (no TensorRT backend here)."""
+
+    path: Path | None = None
+    sidecar: dict[str, Any] | None = None
+    reused: bool = False
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
 class PipelineResult:
     export: ExportResult
     validation: ValidationRun
     bench: BenchResult
+    engine: EngineStage = EngineStage(skipped="not attempted")
 
     @property
     def passed(self) -> bool:
@@ -34,8 +46,9 @@ def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path 
                  bench_dir: str | Path | None = None, duration_s: float = 1.0,
                  progress: Any = None, report: Reporter | None = None) -> PipelineResult:
     """Export ``model``, validate every available runtime against Paddle, then a short bench."""
-    exported = export_onnx(model, out_dir=out_dir, report=report)
+    exported = export_onnx(model, out_dir=out_dir, fp16=True, report=report)
     checked = validate(exported.path, batch_sizes=PIPELINE_BATCH_SIZES, report=report)
+    engine = build_fp16_engine(exported, report)
     config = BenchConfig.resolve([exported.manifest["model"]], runtime=runtime,
                                  precisions=["fp32"], batch_sizes=PIPELINE_BATCH_SIZES,
                                  duration_s=duration_s)
@@ -43,7 +56,26 @@ def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path 
     bench_dir = bench_dir or exported.path.parent / "bench" / exported.path.name
     timed = run_bench(config, bench_dir, progress=progress,
                       export=lambda name, fp16=False: exported.path)
-    return PipelineResult(exported, checked, timed)
+    return PipelineResult(exported, checked, timed, engine)
+
+
+def build_fp16_engine(exported: ExportResult, report: Reporter | None = None) -> EngineStage:
+    """The FP16 engine beside the export (reused while its graph's hash is unchanged), with
+    whichever TensorRT backend builds here; without one, the line that says how to get one."""
+    from exporter.errors import DependencyError
+    from exporter.specs import get_spec
+    from runtimes.engine import ensure_engine
+    from runtimes.trt_backends import TENSORRT_RTX, select_backend
+
+    try:
+        select_backend()
+    except DependencyError:
+        return EngineStage(skipped=f"no TensorRT backend is installed: {TENSORRT_RTX.install}")
+    if report:
+        report("building the FP16 TensorRT engine")
+    path, sidecar, reused = ensure_engine(exported.onnx_path, fp16=True,
+                                          spec=get_spec(exported.manifest["model"]))
+    return EngineStage(path, sidecar, reused)
 
 
 def summary(result: PipelineResult) -> str:
@@ -66,7 +98,16 @@ def summary(result: PipelineResult) -> str:
         lines.append(f"- {record.runtime} batch {record.batch_size}: {figures}; {verdict}")
     if warning := weights_warning(manifest.get("weights", {})):
         lines.append(f"- {warning}")
+    lines += ["", "TensorRT engine (FP16): " + _engine_line(result.engine)]
     lines += ["", f"Timing ({result.bench.runtime}, measured beside the seed's published "
               "T4 figures):", "", tables.markdown_table(result.bench.records, "t4"),
               "", f"Bench files: {', '.join(str(p) for p in result.bench.files.values())}"]
     return "\n".join(lines)
+
+
+def _engine_line(stage: EngineStage) -> str:
+    from runtimes.engine import engine_summary
+
+    if stage.sidecar is None or stage.path is None:
+        return f"not built: {stage.skipped}"
+    return engine_summary(stage.path, stage.sidecar, reused=stage.reused)
