@@ -309,12 +309,14 @@ def test_tensorrt_stubs_are_not_tensorrt(tmp_path):
     fake = tmp_path / "site" / "tensorrt"
     fake.mkdir(parents=True)
     (fake / "__init__.pyi").write_text("class Builder: ...\n__version__: str\n")
-    result = _probe("import json, importlib.util, tensorrt, runtimes; print(json.dumps("
-                    "[importlib.util.find_spec('tensorrt') is not None,"
-                    " runtimes.is_available('tensorrt')]))", tmp_path, tmp_path / "site")
-    found, (available, reason) = result
+    result = _probe("import json, importlib.util, tensorrt, runtimes\n"
+                    "from runtimes.trt_backends import TENSORRT\n"
+                    "print(json.dumps([importlib.util.find_spec('tensorrt') is not None,"
+                    " runtimes.is_available('tensorrt')[0], TENSORRT.installed_reason(),"
+                    " TENSORRT.build_reason()]))", tmp_path, tmp_path / "site")
+    found, available, reason, build_reason = result
     assert found and not available
-    assert "stubs" in reason and "pip install" in reason
+    assert "stubs" in reason and "pip install" in reason and build_reason == reason
 
 
 def test_gpu_build_without_gpu_says_no_gpu(tmp_path):
