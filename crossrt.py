@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import CrossrtError, UsageError
+from exporter.errors import CheckFailed, CrossrtError, RuntimeFault, Terminated, UsageError
 
 
 def _say(message: str) -> None:
@@ -26,12 +28,16 @@ def _say(message: str) -> None:
     print(f"crossrt: {message}", file=sys.stderr, flush=True)
 
 
-def _csv(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+def _csv(kind: Callable[[str], Any], allow_empty: bool = False,
+         ) -> Callable[[str], list[Any]]:
     def parse(text: str) -> list[Any]:
         try:
-            return [kind(item) for item in text.split(",") if item.strip()]
+            items = [kind(item) for item in text.split(",") if item.strip()]
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list: {exc}") from exc
+        if not items and not allow_empty:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return items
     return parse
 
 
@@ -165,12 +171,11 @@ def _build_engine_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
+    from exporter.provenance import input_file
     from exporter.specs import get_spec
     from runtimes.engine import build_engine
 
-    onnx = Path(args.onnx)
-    if not onnx.is_file():
-        raise UsageError(f"{onnx} does not exist; export it with crossrt export-onnx MODEL")
+    onnx = input_file(args.onnx, "--onnx", "export it with crossrt export-onnx MODEL")
     manifest = onnx.parent / "manifest.json"
     spec = get_spec(json.loads(manifest.read_text())["model"]) if manifest.is_file() else None
     engine = args.saveEngine or onnx.with_name(
@@ -188,7 +193,8 @@ def _build_engine(args: argparse.Namespace) -> int:
 
 def _validate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
-    parser.add_argument("--runtimes", type=_csv(str), help="runtimes to compare (default: "
+    parser.add_argument("--runtimes", type=_csv(str, allow_empty=True),
+                        help="runtimes to compare (default: "
                         "every one available here), e.g. onnxruntime,onnxruntime-cuda")
     parser.add_argument("--reference", help="reference runtime (default paddle, else "
                         "onnxruntime)")
@@ -222,10 +228,12 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from exporter.provenance import write_atomic, write_json
+    from exporter.provenance import output_path, write_atomic, write_json
     from validation.report import render_markdown, render_table, report_dict
     from validation.validate import validate
 
+    for flag in ("json", "markdown", "save_outputs"):
+        output_path(getattr(args, flag), f"--{flag.replace('_', '-')}")
     run = validate(args.target, runtimes=args.runtimes, reference=args.reference,
                    atol=args.atol, rtol=args.rtol, check_error_stat=args.check_error_stat,
                    min_top1_agreement=args.min_top1_agreement, batch_sizes=args.batch_sizes,
@@ -237,9 +245,6 @@ def _validate(args: argparse.Namespace) -> int:
         write_json(args.json, report_dict(run.records, run.context))
     if args.markdown:
         write_atomic(args.markdown, render_markdown(run.records, run.context))
-    if not run.records:
-        raise UsageError("nothing was compared: name a runtime other than the reference "
-                         "(--runtimes) or saved outputs (--load-outputs)")
     return 0 if run.passed else 1
 
 
@@ -323,11 +328,14 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from exporter.provenance import output_path
     from exporter.specs import SPECS
     from validation.bench import BenchConfig, progress_reporter, run_bench
 
     if args.all and args.models:
         raise UsageError("name models or pass --all, not both")
+    output_path(args.out, "--out", folder=True)
+    output_path(args.json, "--json")
     config = BenchConfig.resolve(
         list(SPECS) if args.all else args.models, runtime=args.runtime, table=args.table,
         precisions=args.precision, batch_sizes=args.batch_sizes, warmup_ms=args.warmup_ms,
@@ -336,6 +344,8 @@ def _bench(args: argparse.Namespace) -> int:
     result = run_bench(config, args.out, json_path=args.json, resume=args.resume,
                        progress=progress_reporter())
     print(result.files["markdown"].read_text())  # its notes list failed and noisy cells
+    if result.records and all(r["status"] != "ok" for r in result.records):
+        raise CheckFailed(f"every cell failed (first: {result.records[0]['reason']})")
     return 0
 
 
@@ -351,9 +361,15 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from validation.bench import progress_reporter
+    from exporter.layout import ExportDir
+    from validation.bench import BenchConfig, progress_reporter
     from validation.pipeline import run_pipeline, summary
 
+    # every argument checked before the export starts (run_pipeline resolves these later)
+    BenchConfig.resolve([args.model], runtime=args.runtime, precisions=["fp32"],
+                        duration_s=args.duration_s)
+    if args.out is not None:
+        ExportDir(args.out).check_replaceable()
     result = run_pipeline(args.model, runtime=args.runtime, out_dir=args.out,
                           duration_s=args.duration_s, progress=progress_reporter(), report=_say)
     print(summary(result))
@@ -403,20 +419,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_CODES = {0: "success", 1: "a check ran and failed (validation mismatch, export check, "
+              "every bench cell failed)", 2: "bad input: arguments, files, missing runtime or "
+              "dependency", 3: "a runtime failed on good input (RuntimeFault, out of memory)",
+              130: "interrupted (Ctrl-C)", 143: "terminated (SIGTERM)"}
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The error contract, in one place: CrossrtError -> one line and its exit_code (see
+    EXIT_CODES); MemoryError -> exit 3; Ctrl-C and SIGTERM -> clean-up, then 130 / 143.
+    Anything else is a bug in crossrt and keeps its traceback."""
     args = build_parser().parse_args(argv)
     # Paddle's import and jit.save print notices that are not ours to show.
     warnings.filterwarnings("ignore", message="No ccache found")
     os.environ.setdefault("GLOG_minloglevel", "2")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
     except CrossrtError as error:
         print(f"crossrt {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print(f"crossrt {args.command}: interrupted; nothing half-written was left behind",
+    except MemoryError:
+        print(f"crossrt {args.command}: error: out of memory; use smaller --batch-sizes or a "
+              "machine with more memory", file=sys.stderr)
+        return RuntimeFault.exit_code
+    except KeyboardInterrupt as stop:
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"crossrt {args.command}: {what}; nothing half-written was left behind",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
 
 
 if __name__ == "__main__":

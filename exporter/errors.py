@@ -52,3 +52,7 @@ class RuntimeFault(CrossrtError):
     capture that fails, TensorRT's execute_async_v3 returning false, memory exhausted."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where it arrives so that clean-up runs as it does for Ctrl-C."""

@@ -11,18 +11,21 @@ The pipeline, step by step (each is a small function below):
   check           ONNX Runtime CPU against Paddle on the bundled photographs and random inputs
   golden          reference.npz: preprocessed photographs, their hashes, Paddle's outputs
 Everything is built in a temporary folder beside the target and renamed into place at the
-end, under a lock, so a failed or interrupted export never leaves a half-written folder and
-two concurrent exports of one model cannot corrupt each other.
+end, under a lock (exporter.layout), so a failed, interrupted or terminated export never
+leaves a half-written folder and two concurrent exports of one model cannot corrupt each
+other. An existing folder is replaced only when it is a crossrt export: of the same request
+it is reused, of another request (weights, seed, opset, FP16, source) it is refused with the
+difference named unless ``force``, and a folder holding anything else is never replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
-import tempfile
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from exporter import provenance
-from exporter.errors import CheckFailed, DependencyError, ExportError, UsageError
+from exporter.errors import CheckFailed, DependencyError, ExportError, Terminated, UsageError
+from exporter.layout import FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ExportDir
+from exporter.layout import find_paddle_program
 from exporter.preprocess import photo_batch, random_inputs
 from exporter.specs import ModelSpec, get_spec
 
@@ -42,8 +47,6 @@ if TYPE_CHECKING:
 OPSETS = range(11, 20)
 DEFAULT_OPSET = 13
 ARTIFACTS = Path("artifacts")
-ONNX_FILE, FP16_FILE, MANIFEST_FILE, GOLDEN_FILE = ("model.onnx", "model.fp16.onnx",
-                                                    "manifest.json", "reference.npz")
 PROTOBUF_LIMIT = 2 << 30  # a ModelProto cannot be serialised past 2 GiB
 CHECK_RANDOM_INPUTS = 4
 # Ops kept in FP32 in the FP16 graph. Reductions over whole feature maps accumulate in the
@@ -81,11 +84,14 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
                          f"{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     if weights is not None and paddle_model is not None:
         raise UsageError("give either --weights or --paddle-model, not both")
-    if weights is not None and not Path(weights).is_file():
-        raise UsageError(f"checkpoint {weights} does not exist; pass a PaddleClas "
-                         "*_pretrained.pdparams file")
+    if seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {seed}")
+    if weights is not None:
+        provenance.input_file(weights, "checkpoint", "pass a PaddleClas *_pretrained.pdparams file")
     program_files = _paddle_model_files(paddle_model) if paddle_model is not None else None
     out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
+    folder = ExportDir(out)
+    folder.check_replaceable()
     request = {
         "model": spec.name, "opset": opset, "fp16": fp16, "simplify": simplify,
         "crossrt": provenance.tool_versions(("crossrt",)).get("crossrt", "dev"),
@@ -95,91 +101,112 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
                      "sha256": [provenance.sha256_file(f) for f in program_files]}
                     if program_files is not None else {"kind": "synthetic", "seed": seed}),
     }
-    with provenance.disk_errors(out), _export_lock(out):
-        if not force and (manifest := _reusable(out, request)) is not None:
+    with provenance.disk_errors(out), folder.locked(say):
+        if (manifest := _reusable(folder, request, force)) is not None:
             say(f"reusing {out} (same request; --force to export again)")
             return ExportResult(out, manifest, reused=True)
-        with _staging_dir(out) as stage:
+        with folder.staging() as stage, _terminate_as_interrupt():
             manifest = _build(stage, spec, request, weights=weights, program_files=program_files,
                               seed=seed, say=say)
-            _publish(stage, out)
+            folder.publish(stage)
     return ExportResult(out, manifest, reused=False)
 
 
 def _paddle_model_files(path: str | Path) -> tuple[Path, Path]:
     """(program, params) of an existing Paddle inference model given as file, prefix or dir."""
-    path = Path(path)
-    candidates = ([path / "inference.json", path / "inference.pdmodel"] if path.is_dir() else
-                  [path] if path.suffix in (".json", ".pdmodel") else
-                  [path.with_suffix(".json"), path.with_suffix(".pdmodel")])
-    program = next((c for c in candidates if c.is_file()), None)
-    if program is None:
-        raise UsageError(f"no Paddle inference model at {path}; pass the inference.json (or "
-                         "legacy inference.pdmodel) written by PaddleClas's export script")
-    params = program.with_suffix(".pdiparams")
-    if not params.is_file():
-        raise UsageError(f"{params.name} is missing beside {program}; copy the weights file "
-                         "that was exported with it into the same folder")
-    return program, params
+    program = find_paddle_program(path)
+    return program, program.with_suffix(".pdiparams")
 
 
-# --- reuse, locking and publication -----------------------------------------------------
+# --- reuse and replacement --------------------------------------------------------------
 
-def _reusable(out: Path, request: dict[str, Any]) -> dict[str, Any] | None:
-    """The existing manifest if ``out`` holds an intact export of the same request."""
-    manifest_path = out / MANIFEST_FILE
-    if not manifest_path.is_file():
-        if out.exists() and any(out.iterdir()):
-            raise UsageError(f"{out} exists and is not a crossrt export; choose another --out "
-                             "or remove it")
+_FORCE = "pass --force to replace it or --out for a new folder"
+_FP16_ADDED = "fp16: on disk without the FP16 graph, asked with it"
+
+
+def _reusable(folder: ExportDir, request: dict[str, Any], force: bool) -> dict[str, Any] | None:
+    """The manifest when ``folder`` holds an intact export of the same request; None when a
+    new export may be written there; UsageError when writing one would lose something."""
+    out = folder.path
+    if not out.exists() or not any(out.iterdir()):
         return None
-    manifest = json.loads(manifest_path.read_text())
-    # An export with the FP16 graph also serves a request without it (not the reverse).
-    if manifest.get("request") not in (request, {**request, "fp16": True}):
+    if not folder.is_export():
+        raise UsageError(f"{out} exists and is not a crossrt export; choose another --out "
+                         "(--force replaces only crossrt exports)")
+    try:
+        manifest: dict[str, Any] | None = folder.manifest()
+    except UsageError:
+        if not force:
+            raise
+        manifest = None  # a damaged export: --force may replace it if it holds only its files
+    foreign = folder.foreign_entries(manifest)
+    if foreign:
+        raise UsageError(f"{out} holds files that are not part of its export "
+                         f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); move "
+                         "them out or choose another --out")
+    if manifest is None or force:
         return None
-    changed = [name for name, info in manifest.get("files", {}).items()
-               if not (out / name).is_file() or provenance.sha256_file(out / name) != info["sha256"]]
-    if changed:
-        raise UsageError(f"{out} was modified after export ({', '.join(changed)}); pass --force "
-                         "to export again (this replaces it) or --out for a new folder")
+    difference = request_difference(manifest.get("request", {}), request)
+    edited = folder.edited_files(manifest)
+    # Adding the FP16 graph to an intact export of the same request loses nothing (the same
+    # request writes the same files again), unless engines built from it would be removed.
+    if difference == [_FP16_ADDED] and not edited and not folder.engines():
+        return None
+    if difference:
+        raise UsageError(f"{out} holds an export of another request ({'; '.join(difference)}); "
+                         f"{_FORCE}")
+    if edited:
+        raise UsageError(f"{out} was modified after export ({', '.join(edited)}); {_FORCE}")
     return manifest
 
 
-@contextlib.contextmanager
-def _export_lock(out: Path) -> Iterator[None]:
-    """Serialise exports to one folder: the second waits, then finds the first one's result."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = out.parent / f".{out.name}.lock"
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            # Under the lock no other export of this folder runs: leftovers are from a crash.
-            for stale in out.parent.glob(f".{out.name}.tmp-*"):
-                shutil.rmtree(stale, ignore_errors=True)
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def request_difference(on_disk: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """What differs between two export requests, in words (empty: the same request).
+
+    An export with the FP16 graph also serves a request without it (not the reverse)."""
+    lines = []
+    for key in ("model", "weights", "opset", "fp16", "simplify", "crossrt"):
+        old, new = on_disk.get(key), asked.get(key)
+        if old == new or (key == "fp16" and old and not new):
+            continue
+        if key == "weights":
+            lines.append(f"weights: on disk {_describe_weights(old)}, asked "
+                         f"{_describe_weights(new)}")
+        elif key == "fp16":
+            lines.append(_FP16_ADDED)
+        else:
+            lines.append(f"{key}: on disk {old}, asked {new}")
+    return lines
+
+
+def _describe_weights(weights: Any) -> str:
+    if not isinstance(weights, dict):
+        return str(weights)
+    kind = weights.get("kind")
+    if kind == "synthetic":
+        return f"synthetic (seed {weights.get('seed')})"
+    digest = weights.get("sha256")
+    digest = digest[-1] if isinstance(digest, list) and digest else digest  # the weights
+    return f"{kind} sha256 {str(digest)[:12]}" if digest else str(kind)
 
 
 @contextlib.contextmanager
-def _staging_dir(out: Path) -> Iterator[Path]:
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM during an export unwinds like Ctrl-C, so the staging folder is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    with contextlib.suppress(ImportError):
+        import paddle  # noqa: F401 - its import installs C++ signal handlers; ours come after
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield stage
+        yield
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _publish(stage: Path, out: Path) -> None:
-    """Move the finished export into place; an existing one is replaced only at the end."""
-    stage.chmod(0o777 & ~provenance.umask())  # mkdtemp made it private; exports are not
-    if out.exists():
-        old = out.parent / f".{out.name}.tmp-old"
-        os.replace(out, old)
-        os.replace(stage, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, out)
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- the pipeline -----------------------------------------------------------------------
@@ -208,6 +235,9 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     names, photos = photo_batch(spec)
     feed = np.concatenate([photos, random_inputs(spec, CHECK_RANDOM_INPUTS, seed=seed)])
     in_pieces = params.stat().st_size >= PROTOBUF_LIMIT
+    if not in_pieces:  # Paddle loads it first: a broken program is named as such, not by ONNX
+        with step("reference", f"{spec.name}: computing Paddle reference outputs"):
+            reference = _paddle_reference(spec, program, params, feed, program_files)
     with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"
               + (", in pieces (past protobuf's 2 GB)" if in_pieces else "")):
         if in_pieces:
@@ -218,8 +248,9 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
             _check_graph(graph)
             nodes_before = len(graph.graph.node)
     del layer  # the 828M-parameter models need the memory for Paddle Inference below
-    with step("reference", f"{spec.name}: computing Paddle reference outputs"):
-        reference = paddle_inference_outputs(program, params, feed)
+    if in_pieces:
+        with step("reference", f"{spec.name}: computing Paddle reference outputs"):
+            reference = _paddle_reference(spec, program, params, feed, program_files)
     simplify_error = None
     if request["simplify"] and not in_pieces:  # pieces were simplified one by one
         with step("simplify", f"{spec.name}: simplifying with onnxsim"):
@@ -277,6 +308,7 @@ def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
     layer it came from (None for an existing Paddle model)."""
     folder.mkdir()
     if program_files is not None:
+        _check_paddle_model(spec, *program_files)
         program, params = (Path(shutil.copy2(f, folder / f"inference{f.suffix}"))
                            for f in program_files)
         return program, params, {"kind": "paddle-model", "path": str(program_files[0]),
@@ -293,6 +325,66 @@ def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
     program = next(p for p in (folder / "inference.json", folder / "inference.pdmodel")
                    if p.is_file())
     return program, folder / "inference.pdiparams", source, layer
+
+
+def _check_paddle_model(spec: ModelSpec, program: Path, params: Path) -> None:
+    """Checks that run before Paddle loads a user's model (a bad legacy program crashes Paddle
+    Inference with a segmentation fault): a legacy program must parse as a ProgramDesc, and
+    the weights file must hold the spec's number of float32 values (plus a small header per
+    tensor), so that a program of another model is refused before any work."""
+    import paddle
+
+    if program.suffix == ".pdmodel":
+        from google.protobuf.message import DecodeError
+        from paddle.base.proto import framework_pb2
+
+        desc = framework_pb2.ProgramDesc()
+        try:
+            desc.ParseFromString(program.read_bytes())
+        except DecodeError:
+            desc.Clear()
+        if not any(block.ops for block in desc.blocks):
+            raise UsageError(f"{program} is not a Paddle program (no operators parse from it); "
+                             "pass the inference.pdmodel written by PaddleClas's export script")
+
+    from exporter.zoo import build_model
+
+    with paddle.LazyGuard():  # shapes only, nothing allocated
+        state = build_model(spec).state_dict()
+    values = sum(int(np.prod(tensor.shape)) for tensor in state.values())
+    size = params.stat().st_size
+    if abs(size - 4 * values) > 256 * len(state):
+        raise UsageError(f"{params} has {size} bytes but {spec.name}'s {values / 1e6:.2f}M "
+                         f"float32 weights take {4 * values}: truncated, or the Paddle model of "
+                         f"another network? pass {spec.name}'s own")
+
+
+def _paddle_reference(spec: ModelSpec, program: Path, params: Path, feed: np.ndarray,
+                      given: tuple[Path, Path] | None) -> np.ndarray:
+    """Paddle's outputs on ``feed``: the one boundary where a bad Paddle program is caught
+    (``given``: the user's files it was copied from, named in the message)."""
+    shown = f"{given[0]} with {given[1].name}" if given else "the saved Paddle program"
+    try:
+        reference = paddle_inference_outputs(program, params, feed)
+    except (DependencyError, MemoryError):
+        raise
+    except (Exception, SystemExit) as exc:  # paddle raises RuntimeError, ValueError, ...
+        raise UsageError(f"Paddle cannot run {shown} as {spec.name}: "
+                         f"{_first_line(exc)}; pass a complete Paddle inference "
+                         f"model of {spec.name} (program and weights exported together)"
+                         ) from exc
+    expected = (len(feed), spec.num_classes)
+    if reference.shape != expected:
+        raise UsageError(f"the Paddle program gives outputs of shape {list(reference.shape)} on "
+                         f"{spec.name}'s input, expected {list(expected)}; is it a program of "
+                         "another model?")
+    return reference
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first meaningful line (Paddle puts a blank line or a hint first)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else 'no message'}"
 
 
 def _convert_in_pieces(layer: Any, spec: ModelSpec, feed: np.ndarray, request: dict[str, Any],
@@ -344,11 +436,11 @@ def _paddle2onnx(program: Path, params: Path, opset: int, log_path: Path) -> onn
             data = paddle2onnx.export(str(program), str(params), None, opset_version=opset,
                                       auto_upgrade_opset=False, enable_onnx_checker=True,
                                       optimize_tool=None)
-        except Exception:  # it swallows its error, then fails on the unset result
+        except (Exception, SystemExit):  # it logs its error, then fails or calls exit()
             data = None
     if not data:
         log = log_path.read_text(errors="replace").splitlines()
-        reason = next((line for line in reversed(log) if "rror" in line), "no output")
+        reason = next((line for line in reversed(log) if "error" in line.lower()), "no output")
         raise ExportError(f"paddle2onnx could not convert {program.name}: {reason.strip()}")
     try:
         return onnx.load_from_string(data)

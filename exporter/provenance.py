@@ -46,7 +46,7 @@ def sha256_array(array: Any) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
+def write_atomic(path: str | Path, data: bytes | memoryview | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename: never half-written."""
     path = Path(path)
     payload = data.encode() if isinstance(data, str) else data
@@ -68,6 +68,35 @@ def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def input_file(path: str | Path, what: str, fix: str) -> Path:
+    """``path`` as an existing file, else a UsageError saying it is missing or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder, not a file; {fix}")
+    if not path.is_file():
+        raise UsageError(f"{what} {path} does not exist; {fix}")
+    return path
+
+
+def output_path(path: str | Path | None, what: str, *, folder: bool = False) -> None:
+    """Check before any work that ``path`` (a file, or a folder with ``folder``) can be
+    written: not an existing folder (or file), not below a file."""
+    if path is None:
+        return
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder; name a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"{what} {path} is a folder; name a file to write")
+    parent = path.parent if not folder else path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {what} {path}: {parent} is not writable")
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

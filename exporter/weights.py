@@ -220,15 +220,18 @@ def load_checkpoint(model: nn.Layer, path: str | Path, model_name: str = "this m
         raise WeightsError(f"{path} holds {type(state).__name__!r}, not a state_dict; pass a "
                            f"PaddleClas *_pretrained.pdparams file")
     state.pop(_NAME_TABLE_KEY, None)
-    _check_keys(path, model_name,
-                {key: tuple(value.shape) for key, value in model.state_dict().items()}, state)
+    own = model.state_dict()
+    _check_keys(path, model_name, {key: tuple(value.shape) for key, value in own.items()}, state,
+                {key: np.dtype(_numpy_dtype(value.dtype)) for key, value in own.items()})
     model.set_state_dict(state)
     model.eval()
     return {"kind": "checkpoint", "path": str(path.resolve()), "sha256": sha256_file(path)}
 
 
 def _check_keys(path: Path, model_name: str, expected: dict[str, tuple[int, ...]],
-                state: dict) -> None:
+                state: dict, dtypes: dict[str, np.dtype] | None = None) -> None:
+    """Keys, shapes, then (with ``dtypes``) each tensor's dtype and finiteness, named by key."""
+    dtypes = dtypes or {}
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if len(missing) == len(expected):
@@ -244,6 +247,20 @@ def _check_keys(path: Path, model_name: str, expected: dict[str, tuple[int, ...]
         if found != shape:
             raise WeightsError(f"{path}: {key} has shape {list(found)} but {model_name} expects "
                                f"{list(shape)}; pass a checkpoint of {model_name}")
+    for key, dtype in dtypes.items():
+        value = np.asarray(state[key])
+        if value.dtype != dtype:
+            raise WeightsError(f"{path}: {key} is {value.dtype}, {model_name} expects {dtype}; "
+                               f"convert the checkpoint's tensors to {dtype}")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int(value.size - np.isfinite(value).sum())
+            raise WeightsError(f"{path}: {key} holds {bad} NaN/Inf values; the checkpoint is "
+                               "damaged (pass a good copy)")
+
+
+def _numpy_dtype(dtype: Any) -> str:
+    """numpy's name of a Paddle dtype (``paddle.float32`` -> ``float32``)."""
+    return str(dtype).rsplit(".", 1)[-1]
 
 
 def _few(keys: list[str], count: int = 3) -> str:

@@ -140,7 +140,7 @@ def test_weights_checkpoint_round_trip(b0_export, tmp_path):
     (["export-onnx", "EfficientNetB9"], "did you mean"),
     (["export-onnx", "EfficientNetB0", "--opset", "9"], "opset 9"),
     (["export-onnx", "EfficientNetB0", "--paddle-model", "/nonexistent/model"],
-     "no Paddle inference model"),
+     "no Paddle inference program"),
     (["export-onnx", "EfficientNetB0", "--weights", "/nonexistent.pdparams"], "does not exist"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, fragment, capsys):
@@ -180,7 +180,7 @@ def test_disk_full_leaves_nothing_behind(b0_export, tmp_path, monkeypatch):
     out = tmp_path / "full"
     with pytest.raises(UsageError, match="disk full"):
         export_onnx("EfficientNetB0", paddle_model=b0_export.path / "paddle", out_dir=out)
-    assert not out.exists() and not list(tmp_path.glob(".full.tmp-*"))
+    assert not out.exists() and not list(tmp_path.glob(".full.crossrt-staging-*"))
 
 
 def test_interrupted_or_failed_export_keeps_the_good_one(b0_export, tmp_path, monkeypatch):
@@ -197,7 +197,7 @@ def test_interrupted_or_failed_export_keeps_the_good_one(b0_export, tmp_path, mo
                     force=True)
     assert (out / "model.onnx").read_bytes() == before
     assert json.loads((out / "manifest.json").read_text()) == good.manifest
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".good.lock", "good"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good"]  # no staging, no lock file
 
 
 def test_numerical_check_failure_fails_the_export(b0_export, tmp_path, monkeypatch):
@@ -234,4 +234,5 @@ def test_concurrent_exports_do_not_corrupt_each_other(b0_export, tmp_path):
     assert sum("(reused)" in stdout for stdout, _, _ in results) == 1
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["check"]["passed"]
-    assert not list(tmp_path.glob(".race.tmp-*"))
+    assert not list(tmp_path.glob(".race.crossrt-staging-*"))
+    assert not (tmp_path / ".race.lock").exists()

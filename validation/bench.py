@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import math
 import os
 import platform
 import shutil
@@ -83,11 +84,18 @@ class BenchConfig:
                         min_iterations=(default.min_iterations if min_iterations is None
                                         else min_iterations),
                         include_transfers=include_transfers)
-        if method.warmup_ms < 0 or method.duration_s < 0 or method.min_iterations < 1:
-            raise UsageError("--warmup-ms and --duration-s must be >= 0, --min-iterations >= 1")
+        if not (0 <= method.warmup_ms < math.inf and 0 <= method.duration_s < math.inf
+                and method.min_iterations >= 1):  # NaN fails every comparison
+            raise UsageError(f"--warmup-ms and --duration-s must be finite and >= 0 (got "
+                             f"{method.warmup_ms:g} and {method.duration_s:g}), "
+                             f"--min-iterations >= 1")
         if threads is not None and threads < 1:
             raise UsageError(f"--threads must be at least 1, got {threads}")
         names = tuple(dict.fromkeys(get_spec(m).name for m in models))  # canonical, no repeats
+        if runtime is not None:
+            from runtimes.factory import require_available
+
+            require_available(runtime, is_available)
         return cls(models=names, runtime=runtime or best_runtime(is_available), table=table,
                    precisions=tuple(dict.fromkeys(precisions)),
                    batch_sizes=tuple(dict.fromkeys(batch_sizes)), method=method,
@@ -370,10 +378,11 @@ def _default_runner(kind: str, target: Path, **options: Any) -> Any:
 
 def weights_source(target: Path) -> Any:
     """The manifest's weights record (synthetic with seed, checkpoint hash, Paddle model)."""
-    folder = target if target.is_dir() else target.parent
+    from exporter.layout import ExportDir
+
     try:
-        return json.loads((folder / "manifest.json").read_text()).get("weights")
-    except (OSError, ValueError):
+        return ExportDir(target if target.is_dir() else target.parent).manifest().get("weights")
+    except UsageError:
         return None
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from exporter.errors import UsageError
+from exporter.layout import find_paddle_program
 from validation.compare import Tolerance, to_jsonable
 
 _TRANSPARENT = frozenset({"Identity", "Cast"})  # pass a value through unchanged (but dtype)
@@ -241,13 +242,10 @@ def paddle_tensors(program: str | Path, feed: Mapping[str, np.ndarray], *,
     Values are named the way paddle2onnx names the tensors it makes from them, parameters by
     their parameter names and feeds by their input names.
     """
-    path = Path(program)
-    candidates = ([path] if path.suffix == ".json"
-                  else [path / "inference.json", path / "paddle" / "inference.json"])
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        raise UsageError(f"no Paddle PIR program (inference.json) at {path}; localisation "
-                         f"against Paddle needs the export's paddle/inference.json")
+    found = find_paddle_program(program)
+    if found.suffix != ".json":
+        raise UsageError(f"{found} is a legacy Paddle program; localisation against Paddle "
+                         "needs a PIR program (inference.json, what paddle.jit.save writes)")
     prefix = found.with_suffix("")
     graph, fetchable = _paddle_graph(prefix)
     feed = dict(feed)

@@ -63,10 +63,13 @@ def summary(record: ComparisonRecord) -> dict[str, Any]:
         return pick(values) if values else None
 
     top1 = worst("top1_agreement", min)
+    # agreement counts samples: every batch of the record, not one batch's size
+    samples = next((o.reference_shape[0] for o in outputs if o.top1_agreement == top1), None)
     return {"runtime": record.runtime, "batch": record.batch_size, "inputs": record.inputs,
             "max_abs": worst("max_abs"), "p99_abs": worst("p99_abs"),
             "cosine": worst("cosine", min),
-            "top1_agreed": None if top1 is None else round(top1 * record.batch_size),
+            "top1_agreed": None if top1 is None or samples is None else round(top1 * samples),
+            "top1_samples": samples if top1 is not None else None,
             "top1_agreement": top1, "min_atol": worst("min_atol"),
             "passed": record.result.passed}
 
@@ -77,7 +80,7 @@ def render_table(records: Sequence[ComparisonRecord],
     with_inputs = any(r.inputs for r in records)
     header = list(COLUMNS[:2]) + (["inputs"] if with_inputs else []) + list(COLUMNS[2:])
     rows = [_cells(summary(r), with_inputs) for r in records]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
     lines = []
     if context is not None:
         lines.append(f"{context.model}: reference {context.reference}"
@@ -134,7 +137,7 @@ def report_dict(records: Sequence[ComparisonRecord], context: ReportContext) -> 
 
 def _cells(row: Mapping[str, Any], with_inputs: bool) -> list[str]:
     top1 = ("-" if row["top1_agreement"] is None
-            else f"{row['top1_agreed']}/{row['batch']}")
+            else f"{row['top1_agreed']}/{row['top1_samples']}")
     cells = [row["runtime"], str(row["batch"])] + ([row["inputs"] or "-"] if with_inputs else [])
     return cells + [_number(row["max_abs"]), _number(row["p99_abs"]),
                     _number(row["cosine"], "{:.6f}"), top1, _number(row["min_atol"]),

@@ -223,14 +223,22 @@ def load_golden(path: str | Path, *, input_name: str = "x", output_name: str = "
     The photographs form one iteration, so a deployment's saved outputs can be matched to
     them by photo name (:meth:`SavedResults.outputs_by_sample`).
     """
+    import zipfile
+
     source = Path(path)
     try:
         with np.load(source, allow_pickle=False) as golden:
             inputs, outputs = golden["inputs"], golden["outputs"]
             names, hashes = [str(n) for n in golden["names"]], [str(h) for h in golden["sha256"]]
-    except (OSError, KeyError, ValueError) as exc:
-        raise UsageError(f"cannot read golden outputs {source} ({exc}); export the model "
-                         f"again to rewrite them") from None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"cannot read golden outputs {source} ({type(exc).__name__}: {exc}); "
+                         "export the model again to rewrite them") from None
+    rows = {"names": len(names), "sha256": len(hashes), "inputs": len(inputs),
+            "outputs": len(outputs)}
+    if len(set(rows.values())) != 1:
+        raise UsageError(f"golden outputs {source} disagree with themselves ("
+                         f"{', '.join(f'{k} {v} rows' for k, v in rows.items())}); export the "
+                         "model again to rewrite them")
     iteration = SavedIteration(feed={input_name: inputs},
                                samples=tuple(Sample(n, h) for n, h in zip(names, hashes)))
     run = SavedRun(runner=runner, outputs=({output_name: outputs},),

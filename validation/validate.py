@@ -9,6 +9,7 @@ that part from their reference. Nothing here prints: the CLI renders the returne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from exporter import provenance
 from exporter.errors import UsageError
+from exporter.layout import ExportDir
 from exporter.preprocess import batches, load_images, preprocess, random_inputs
 from exporter.specs import ModelSpec, get_spec
 from validation.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
@@ -65,13 +67,21 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
     ``localize`` None localises failures, True also forces it on passing runs, False never.
     """
     say = report or (lambda message: None)
-    export_dir, manifest, warnings = _resolve_target(target, fp16, say)
-    spec = get_spec(manifest["model"])
-    names, samples = _inputs(spec, images, random, seed)
-    ref = _reference(reference)
-    participants = _participants(runtimes, ref, export_dir, fp16)
+    # every argument is checked before any work (an export, a runtime) starts
     overrides = {"atol": atol, "rtol": rtol, "check_error_stat": check_error_stat,
                  "min_top1_agreement": min_top1_agreement}
+    for precision in ("fp32", "fp16"):
+        _tolerance(precision, overrides)
+    _check_arguments(batch_sizes, random, seed, images, load_outputs)
+    ref = _reference(reference)
+    if runtimes is not None:  # known now; the default set depends on the export's files
+        participants = _participants(runtimes, ref, None, fp16, bool(load_outputs))
+    export_dir, manifest, warnings = _resolve_target(target, fp16, say)
+    spec = get_spec(manifest["model"])
+    if runtimes is None:
+        participants = _participants(None, ref, export_dir, fp16, bool(load_outputs))
+    names, samples = _inputs(spec, images, random, seed)
+    loaded = [_load_saved(path, spec) for path in load_outputs]
     feeds = {bs: [(chunk_names, {spec.input_name: chunk}) for chunk_names, chunk in
                   zip(batches(np.array(names), bs), batches(samples, bs))]
              for bs in sorted(set(batch_sizes))}
@@ -92,9 +102,11 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
                 localization = _localize(participant, export_dir, feeds[bs][0][1], tolerance)
                 localized = True
             records.append(ComparisonRecord(participant.label, bs, result, "live", localization))
-    for path in load_outputs:
-        records += _loaded_records(path, spec, names, samples, reference_out, feeds,
+    for path, saved_run in loaded:
+        records += _loaded_records(path, saved_run, spec, names, reference_out, feeds,
                                    _tolerance("fp32", overrides), ref.label)
+    if not records:
+        raise UsageError(_NOTHING_TO_COMPARE)
     saved = None
     if save_outputs is not None:
         saved = _save(save_outputs, spec, feeds, outputs, names, random, seed, images)
@@ -107,6 +119,28 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
     return ValidationRun(tuple(records), context, saved)
 
 
+_NOTHING_TO_COMPARE = ("nothing to compare: name a runtime other than the reference "
+                       "(--runtimes) or saved outputs (--load-outputs)")
+
+
+def _check_arguments(batch_sizes: Sequence[int], random: int, seed: int,
+                     images: str | Path | None, load_outputs: Sequence[str | Path]) -> None:
+    if not batch_sizes:
+        raise UsageError("--batch-sizes is empty; give at least one, e.g. --batch-sizes 1,4")
+    if bad := [b for b in batch_sizes if b < 1]:
+        raise UsageError(f"batch sizes must be at least 1, got {bad[0]}")
+    if random < 0:
+        raise UsageError(f"--random must be 0 or more, got {random}")
+    if seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {seed}")
+    if images is not None and not Path(images).is_dir():
+        what = "is a file, not a folder" if Path(images).exists() else "does not exist"
+        raise UsageError(f"image folder {images} {what}; pass a folder of JPEG/PNG files")
+    for path in load_outputs:
+        provenance.input_file(path, "saved outputs", "pass a file written by --save-outputs "
+                              "(or an export's reference.npz)")
+
+
 def _tolerance(precision: str, overrides: dict[str, Any]) -> Tolerance:
     """--atol/--rtol set the FP32 gate; FP16 graphs keep their own looser numbers (FP16
     logits never meet an FP32 atol while the predictions stay the same)."""
@@ -117,24 +151,52 @@ def _tolerance(precision: str, overrides: dict[str, Any]) -> Tolerance:
 
 def _resolve_target(target: str | Path, fp16: bool, say: Reporter,
                     ) -> tuple[Path, dict[str, Any], list[str]]:
-    """The export folder, its manifest, and a warning per file edited since export."""
-    import json
+    """The export folder, its manifest, and a warning per graph edited since export.
 
-    from exporter.export import MANIFEST_FILE, export_onnx
+    A model name means its default export folder: validated as it is when it exists (whatever
+    its weights), exported first when it does not."""
+    from exporter.export import default_out_dir, export_onnx
+    from exporter.layout import MANIFEST_FILE
 
-    path = Path(target)
-    if not (path / MANIFEST_FILE).is_file():
-        if path.exists():
-            raise UsageError(f"{path} is not a crossrt export (no {MANIFEST_FILE}); run "
-                             "crossrt export-onnx first or pass a model name")
-        path = export_onnx(str(target), fp16=fp16, report=say).path
-    manifest = json.loads((path / MANIFEST_FILE).read_text())
-    warnings = [f"{name} no longer matches the manifest's sha256 (edited after export?); "
-                "validating it as it is now"
-                for name, info in manifest.get("files", {}).items()
-                if name.endswith(".onnx") and (path / name).is_file()
-                and provenance.sha256_file(path / name) != info["sha256"]]
-    return path, manifest, warnings
+    folder = ExportDir(target)
+    if not folder.path.exists() and _looks_like_path(str(target)):
+        raise UsageError(f"export folder {target} does not exist; export one with crossrt "
+                         "export-onnx MODEL --out DIR, or pass a model name")
+    if folder.path.exists() and not folder.is_export():
+        raise UsageError(f"{folder.path} is not a crossrt export (no {MANIFEST_FILE}); run "
+                         "crossrt export-onnx first or pass a model name")
+    if not folder.path.exists():
+        folder = ExportDir(default_out_dir(get_spec(str(target))))
+        if not folder.is_export():
+            folder = ExportDir(export_onnx(str(target), fp16=fp16, report=say).path)
+    manifest = folder.manifest()
+    if fp16 and not folder.onnx_path(fp16=True).is_file():
+        raise UsageError(f"{folder.path} has no {folder.onnx_path(fp16=True).name}; export it "
+                         f"with crossrt export-onnx {manifest['model']} --out {folder.path} "
+                         "--fp16 --force, or leave out --fp16")
+    warnings = []
+    for name in folder.edited_files(manifest, suffix=".onnx"):
+        if (folder.path / name).is_file():
+            _check_onnx(folder.path / name)
+            warnings.append(f"{name} no longer matches the manifest's sha256 (edited after "
+                            "export?); validating it as it is now")
+    return folder.path, manifest, warnings
+
+
+def _looks_like_path(target: str) -> bool:
+    return os.sep in target or "/" in target or target.startswith(".")
+
+
+def _check_onnx(path: Path) -> None:
+    """An edited graph must still parse: a truncated or foreign file is named as such."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError) as exc:
+        raise UsageError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
+                         f"{str(exc)[:120]}); export it again or restore the file") from None
 
 
 def _inputs(spec: ModelSpec, images: str | Path | None, random: int, seed: int,
@@ -153,32 +215,34 @@ def _inputs(spec: ModelSpec, images: str | Path | None, random: int, seed: int,
 def _reference(reference: str | None) -> Participant:
     """Paddle Inference when it is installed (the ground truth), else ONNX Runtime CPU FP32."""
     import runtimes
+    from runtimes.factory import require_available
 
     if reference is None:
         reference = "paddle" if runtimes.is_available("paddle")[0] else "onnxruntime"
-    if reference not in runtimes.RUNNER_KINDS:
-        raise UsageError(f"unknown reference runtime {reference!r}; choose from "
-                         f"{', '.join(runtimes.RUNNER_KINDS)}")
+    require_available(reference)
     return Participant(reference)
 
 
-def _participants(requested: Sequence[str] | None, ref: Participant, export_dir: Path,
-                  fp16: bool) -> list[Participant]:
-    """The runtimes to compare (default: every one available here), FP16 graphs with --fp16."""
+def _participants(requested: Sequence[str] | None, ref: Participant,
+                  export_dir: Path | None, fp16: bool, loaded: bool) -> list[Participant]:
+    """The runtimes to compare (default: every one available here, with its file in
+    ``export_dir``), FP16 graphs with --fp16; a requested runtime must be available, and
+    something must be compared (these, or ``loaded`` saved outputs)."""
     import runtimes
+    from runtimes.factory import require_available
 
     if requested is not None:
-        unknown = [k for k in requested if k not in runtimes.RUNNER_KINDS]
-        if unknown:
-            raise UsageError(f"unknown runtime {unknown[0]!r}; choose from "
-                             f"{', '.join(runtimes.RUNNER_KINDS)}")
         kinds = list(dict.fromkeys(requested))
+        for kind in kinds:
+            require_available(kind)
     else:
         kinds = [k for k in runtimes.RUNNER_KINDS if runtimes.is_available(k)[0]
-                 and (k != "tensorrt" or (export_dir / "model.engine").is_file())]
+                 and (k != "tensorrt" or ExportDir(export_dir).engine_path().is_file())]
     chosen = [Participant(k) for k in kinds if Participant(k) != ref]
     if fp16:
         chosen += [Participant(k, "fp16") for k in kinds if k in ONNX_KINDS]
+    if not chosen and not loaded:
+        raise UsageError(_NOTHING_TO_COMPARE)
     return chosen
 
 
@@ -204,30 +268,32 @@ def _localize(participant: Participant, export_dir: Path, feed: dict[str, np.nda
     from validation.localize import localize
 
     one = {name: value[:1] for name, value in feed.items()}  # one failing sample suffices
-    onnx_path = export_dir / "model.onnx"
+    folder = ExportDir(export_dir)
+    onnx_path = folder.onnx_path()
     if participant.precision == "fp16":
-        return localize(export_dir / "model.fp16.onnx", one, tolerance,
+        return localize(folder.onnx_path(fp16=True), one, tolerance,
                         reference_model_path=onnx_path)
     if participant.kind == "onnxruntime":  # the graph itself differs from Paddle
-        return localize(onnx_path, one, tolerance, paddle_program=export_dir / "paddle")
+        return localize(onnx_path, one, tolerance, paddle_program=folder.paddle_program())
     return localize(onnx_path, one, tolerance,
                     test_runner_factory=lambda path: runtimes.create_runner(participant.kind, path))
 
 
-def _loaded_records(path: str | Path, spec: ModelSpec, names: list[str], samples: np.ndarray,
+def _load_saved(path: str | Path, spec: ModelSpec) -> tuple[Path, Any]:
+    """A saved-outputs file (RunResults JSON, or an export's golden .npz), read before any run."""
+    from validation.results import load_golden, load_results
+
+    path = Path(path)
+    return path, (load_golden(path, input_name=spec.input_name, output_name=spec.output_name)
+                  if path.suffix == ".npz" else load_results(path))
+
+
+def _loaded_records(path: Path, saved: Any, spec: ModelSpec, names: list[str],
                     reference_out: dict[int, dict[str, np.ndarray]],
                     feeds: dict[int, list[tuple[Any, dict[str, np.ndarray]]]],
                     tolerance: Tolerance, ref_label: str) -> list[ComparisonRecord]:
     """Saved outputs join the comparison: on our exact inputs when they were computed on them
     (replayed per batch), else matched by photo name (a deployment's own preprocessing)."""
-    from validation.results import load_golden, load_results
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"saved outputs {path} do not exist; pass a file written by "
-                         "--save-outputs (or an export's reference.npz)")
-    saved = (load_golden(path, input_name=spec.input_name, output_name=spec.output_name)
-             if path.suffix == ".npz" else load_results(path))
     records = []
     for run in saved.runs:
         if run.runner == ref_label and path.suffix != ".npz":

@@ -1,0 +1,277 @@
+"""The export folder: its file names, its manifest, its Paddle program, and how it is replaced.
+
+An export folder is what ``crossrt export-onnx`` writes and everything else reads:
+``model.onnx``, ``model.fp16.onnx``, ``manifest.json``, ``paddle/inference.json`` +
+``.pdiparams``, ``reference.npz``, and the engines ``build-engine`` writes beside them.
+:class:`ExportDir` is the one place that knows these names, reads and checks the manifest
+(a corrupt one is a one-line UsageError naming the file and the fix), finds the Paddle
+program, and builds a new export in a staging folder beside the target that is renamed into
+place at the end, under a lock that says who holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter import provenance
+from exporter.errors import UsageError
+
+ONNX_FILE = "model.onnx"
+FP16_FILE = "model.fp16.onnx"
+MANIFEST_FILE = "manifest.json"
+GOLDEN_FILE = "reference.npz"
+PADDLE_DIR = "paddle"
+ENGINE_FILE = "model.engine"
+ENGINE_FP16_FILE = "model.fp16.engine"
+PADDLE_PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDesc
+PADDLE_PARAMS_SUFFIX = ".pdiparams"
+_STAGING = ".crossrt-staging-"  # .NAME.crossrt-staging-XXXXXXXX (mkdtemp) or ...-old
+_MKDTEMP_SUFFIX = 8
+Reporter = Callable[[str], None]
+
+
+def _fix(path: Path) -> str:
+    return (f"export it again (crossrt export-onnx MODEL --out {path} --force)")
+
+
+@dataclass(frozen=True)
+class ExportDir:
+    """One export folder (existing or to be written)."""
+
+    path: Path
+
+    def __init__(self, path: str | Path):
+        object.__setattr__(self, "path", Path(path))
+
+    # --- names ---------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_FILE
+
+    @property
+    def golden_path(self) -> Path:
+        return self.path / GOLDEN_FILE
+
+    @property
+    def paddle_dir(self) -> Path:
+        return self.path / PADDLE_DIR
+
+    def onnx_path(self, fp16: bool = False) -> Path:
+        return self.path / (FP16_FILE if fp16 else ONNX_FILE)
+
+    def engine_path(self, fp16: bool = False) -> Path:
+        return self.path / (ENGINE_FP16_FILE if fp16 else ENGINE_FILE)
+
+    # --- the manifest --------------------------------------------------------------------
+    def is_export(self) -> bool:
+        """A manifest is there (it may still be corrupt: :meth:`manifest` says)."""
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest, checked: a JSON object naming its model, with well-formed file records."""
+        path = self.manifest_path
+        try:
+            manifest = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UsageError(f"{self.path} is not a crossrt export (no {MANIFEST_FILE}); run "
+                             "crossrt export-onnx MODEL --out DIR first") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{path} is corrupt (not JSON: {exc}); {_fix(self.path)}") from None
+        problem = _manifest_problem(manifest)
+        if problem:
+            raise UsageError(f"{path} is corrupt ({problem}); {_fix(self.path)}")
+        return manifest
+
+    def edited_files(self, manifest: dict[str, Any], suffix: str = "") -> list[str]:
+        """The manifest's files (ending in ``suffix``) that are missing or changed since export."""
+        return [name for name, info in manifest.get("files", {}).items()
+                if name.endswith(suffix) and (not (self.path / name).is_file()
+                                              or provenance.sha256_file(self.path / name)
+                                              != info["sha256"])]
+
+    def foreign_entries(self, manifest: dict[str, Any] | None) -> list[str]:
+        """Top-level entries that are not this export's own (user files an export may not delete).
+
+        The export's own: the manifest and the files it lists (and their folders), and what
+        build-engine writes beside the graphs. Without a usable manifest only the names an
+        export can hold count as its own.
+        """
+        listed = set(manifest.get("files", {})) if manifest else set()
+        own = {MANIFEST_FILE, *(name.split("/", 1)[0] for name in listed)}
+        if manifest is None:
+            own |= {ONNX_FILE, FP16_FILE, GOLDEN_FILE, PADDLE_DIR, f"{ONNX_FILE}.data",
+                    f"{FP16_FILE}.data"}
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir()
+                      if p.name not in own and not _engine_name(p.name))
+
+    def engines(self) -> list[str]:
+        """Engines (and their sidecars) built inside this folder."""
+        return sorted(p.name for p in self.path.iterdir() if _engine_name(p.name)) \
+            if self.path.is_dir() else []
+
+    # --- the Paddle program --------------------------------------------------------------
+    def paddle_program(self) -> Path:
+        """The export's Paddle program (paddle/inference.json or legacy .pdmodel)."""
+        return find_paddle_program(self.path)
+
+    # --- building a new export -----------------------------------------------------------
+    def check_replaceable(self, cwd: Path | None = None) -> None:
+        """Refuse targets that an export cannot replace whole: the current folder or one of
+        its parents, a file, the filesystem root."""
+        resolved = self.path.resolve()
+        here = (cwd or Path.cwd()).resolve()
+        if resolved == here or resolved in here.parents or resolved.parent == resolved:
+            raise UsageError(f"--out {self.path} is the current folder or one of its parents; "
+                             "an export replaces its folder whole, so name a new folder "
+                             "(e.g. --out exports/MODEL)")
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"--out {self.path} is a file, not a folder; choose another --out")
+
+    @contextlib.contextmanager
+    def locked(self, say: Reporter | None = None) -> Iterator[None]:
+        """Serialise exports to this folder; a waiting export says who holds the lock.
+
+        The lock file (``.NAME.lock`` beside the folder) holds its owner's pid, host and
+        command, and is removed on release; a waiter that finds it removed or replaced
+        takes the new one, so no two exports ever hold it at once.
+        """
+        parent, lock_path = self.path.parent, self._lock_path()
+        parent.mkdir(parents=True, exist_ok=True)
+        told = False
+        while True:
+            handle = open(lock_path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if say is not None and not told:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    say(f"waiting for {self.path}: another export holds its lock ({holder})")
+                    told = True
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                except BaseException:
+                    handle.close()
+                    raise
+            try:
+                same = os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()  # released and removed by its holder meanwhile: lock the new one
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                         f"{time.strftime('%H:%M:%S')}: {' '.join(sys.argv)[:200]}\n")
+            handle.flush()
+            # Under the lock no other export of this folder runs: leftovers are from a crash.
+            for stale in self._staging_leftovers():
+                shutil.rmtree(stale, ignore_errors=True)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A private folder beside the target, removed whatever happens."""
+        stage = Path(tempfile.mkdtemp(prefix=self._staging_prefix(), dir=self.path.parent))
+        try:
+            yield stage
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def publish(self, stage: Path) -> None:
+        """Move the finished export into place; an existing one is replaced only at the end."""
+        stage.chmod(0o777 & ~provenance.umask())  # mkdtemp made it private; exports are not
+        if self.path.exists():
+            old = self.path.parent / f"{self._staging_prefix()}old"
+            os.replace(self.path, old)
+            os.replace(stage, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, self.path)
+
+    def _lock_path(self) -> Path:
+        return self.path.parent / f".{self.path.name}.lock"
+
+    def _staging_prefix(self) -> str:
+        return f".{self.path.name}{_STAGING}"
+
+    def _staging_leftovers(self) -> list[Path]:
+        """This folder's own staging folders, matched literally (never a glob on its name)."""
+        prefix = self._staging_prefix()
+        return [p for p in self.path.parent.iterdir() if p.name.startswith(prefix)
+                and (p.name[len(prefix):] == "old" or (len(p.name) - len(prefix) == _MKDTEMP_SUFFIX
+                                                       and "." not in p.name[len(prefix):]))]
+
+
+def _engine_name(name: str) -> bool:
+    """What build-engine writes beside a graph: model[.fp16].engine and its .json sidecar."""
+    return name.startswith("model") and (name.endswith(".engine")
+                                         or name.endswith(".engine.json"))
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    if not isinstance(manifest, dict):
+        return f"a JSON {type(manifest).__name__}, not an object"
+    if not isinstance(manifest.get("model"), str):
+        return "no model name"
+    for key in ("request", "weights", "files", "check"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            return f"its {key!r} is not an object"
+    for name, info in manifest.get("files", {}).items():
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+            return f"no sha256 for {name}"
+    return None
+
+
+def find_paddle_program(target: str | Path) -> Path:
+    """The Paddle inference program for an export dir, a program dir, a prefix or a file.
+
+    Accepts ``DIR`` (with ``paddle/`` inside or the program itself), ``DIR/inference``
+    (a prefix), or ``inference.json`` / ``inference.pdmodel``; its ``.pdiparams`` must be
+    beside it. The answer is the program; its weights are ``program.with_suffix(".pdiparams")``.
+    """
+    target = Path(target)
+    candidates: list[Path]
+    if target.is_dir():
+        folders = [target / PADDLE_DIR, target]
+        candidates = [f / f"inference{s}" for f in folders for s in PADDLE_PROGRAM_SUFFIXES]
+        candidates += [p for f in folders if f.is_dir() for s in PADDLE_PROGRAM_SUFFIXES
+                       for p in sorted(f.glob(f"*{s}"))
+                       if p.with_suffix(PADDLE_PARAMS_SUFFIX).is_file()]
+    elif target.suffix in PADDLE_PROGRAM_SUFFIXES:
+        candidates = [target]
+    else:
+        candidates = [Path(f"{target}{s}") for s in PADDLE_PROGRAM_SUFFIXES]
+    program = next((p for p in candidates if p.is_file()), None)
+    if program is None:
+        raise UsageError(f"no Paddle inference program at {target}: expected inference.json or "
+                         "inference.pdmodel (with inference.pdiparams) there or in paddle/, as "
+                         "written by PaddleClas's export script")
+    params = program.with_suffix(PADDLE_PARAMS_SUFFIX)
+    if not params.is_file():
+        raise UsageError(f"{params.name} is missing beside {program}: a Paddle program needs "
+                         "the weights file exported with it in the same folder")
+    return program
