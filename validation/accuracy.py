@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
@@ -34,7 +34,7 @@ from exporter.preprocess import preprocess, read_image
 from exporter.specs import ModelSpec, get_spec
 from validation.datasets import Dataset, Sample, load_dataset
 from validation.report import weights_warning
-from validation.validate import Participant, _participants, _reference, _resolve_target
+from validation.validate import ONNX_KINDS, Participant, _reference, _resolve_target
 
 DEFAULT_BATCH_SIZE = 8  # within the default TensorRT profile (1 to 8)
 MAX_EXCLUDED = 0.01  # more missing or unreadable images than this fraction: bad dataset
@@ -137,7 +137,7 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
     _check_options(batch_size, workers, max_top1_drop, min_top1, predictions, resume)
     ref = _reference(reference)
     if runtimes is not None:  # unknown names refused before any export starts
-        _participants(runtimes, ref, Path(target), fp16)
+        _check_kinds(runtimes)
     export_dir, manifest, warnings = _resolve_target(target, fp16, say)
     spec = get_spec(manifest["model"])
     data = load_dataset(dataset, labels, num_classes=spec.num_classes, limit=limit)
@@ -147,10 +147,7 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
         raise UsageError(f"{len(missing)} of {len(data.samples)} images do not exist (more than "
                          f"{MAX_EXCLUDED:.0%}), e.g. {data.file(missing[0])}; are the list's "
                          "paths relative to --dataset?")
-    participants = [ref, *_participants(runtimes, ref, export_dir, fp16)]
-    if fp16 and any(p.kind == "tensorrt" for p in participants) \
-            and (export_dir / "model.fp16.engine").is_file():
-        participants.append(Participant("tensorrt", "fp16"))
+    participants = _participants(runtimes, ref, export_dir, fp16)
     tally = Tally([p.label for p in participants], ref.label)
     header = {"format": FORMAT, "model": spec.name, "target": str(export_dir),
               "reference": ref.label, "runtimes": [p.label for p in participants],
@@ -178,10 +175,10 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
                 tally.add(rows)
                 if len(tally.excluded) > allowed:
                     writer.discard()
-                    path, why = tally.excluded[0]
+                    first, why = tally.excluded[0]
                     raise UsageError(
                         f"{len(tally.excluded)} of {len(data.samples)} images are missing or "
-                        f"unreadable (more than {MAX_EXCLUDED:.0%}), e.g. {path}: {why}")
+                        f"unreadable (more than {MAX_EXCLUDED:.0%}), e.g. {first}: {why}")
                 if progress is not None:
                     progress.advance(len(rows))
             seconds = time.perf_counter() - started
@@ -214,6 +211,34 @@ def _check_options(batch_size: int, workers: int, max_top1_drop: float | None,
     if resume and predictions is None:
         raise UsageError("--resume continues from a predictions file: pass --predictions F "
                          "(the one the interrupted run wrote)")
+
+
+def _check_kinds(kinds: Sequence[str]) -> list[str]:
+    from runtimes import RUNNER_KINDS
+
+    for kind in kinds:
+        if kind not in RUNNER_KINDS:
+            raise UsageError(f"unknown runtime {kind!r}; choose from {', '.join(RUNNER_KINDS)}")
+    return list(dict.fromkeys(kinds))
+
+
+def _participants(requested: Sequence[str] | None, ref: Participant, export_dir: Path,
+                  fp16: bool) -> list[Participant]:
+    """The reference first, then the runtimes beside it: ``requested``, else every one
+    available here (TensorRT when its engine was built); with ``fp16`` also the FP16 graph
+    of each ONNX runtime and the FP16 engine when there is one. The reference alone is a
+    valid run: its own accuracy."""
+    from runtimes import RUNNER_KINDS, is_available
+    from runtimes.factory import ENGINE_FILE, ENGINE_FP16_FILE
+
+    kinds = _check_kinds(requested) if requested is not None else [
+        kind for kind in RUNNER_KINDS if is_available(kind)[0]
+        and (kind != "tensorrt" or (export_dir / ENGINE_FILE).is_file())]
+    chosen = [ref] + [Participant(kind) for kind in kinds if kind != ref.kind]
+    if fp16:
+        chosen += [Participant(kind, "fp16") for kind in kinds if kind in ONNX_KINDS
+                   or (kind == "tensorrt" and (export_dir / ENGINE_FP16_FILE).is_file())]
+    return chosen
 
 
 def _runner(participant: Participant, export_dir: Path, say: Reporter) -> Any:
@@ -252,7 +277,7 @@ def _gate_failures(results: Sequence[RuntimeAccuracy], max_top1_drop: float | No
 
 def _evaluate(samples: Sequence[Sample], data: Dataset, spec: ModelSpec,
               runners: dict[str, Any], batch_size: int, workers: int,
-              ) -> Iterator[list[dict[str, Any]]]:
+              ) -> Generator[list[dict[str, Any]], None, None]:
     """Prediction rows, one list per batch (with the images excluded since the last one)."""
     rows: list[dict[str, Any]] = []
     batch: list[tuple[Sample, np.ndarray]] = []
@@ -450,27 +475,35 @@ class PredictionsWriter:
 
 # ---------------------------------------------------------------------------- rendering
 
-def render_table(run: AccuracyRun) -> str:
-    """Plain text: one line per runtime, the seed's figures beside, then notes and gates."""
-    meaningless = "synthetic weights: top-1/top-5 meaningless, agreement counts"
+HEADER = ("runtime", "images", "top-1", "top-5", "top-1 agreement", "differ",
+          "published top-1 / top-5", "reference top-1 / top-5", "note")
+MEANINGLESS = "synthetic weights: top-1/top-5 meaningless, agreement counts"
+
+
+def rows(run: AccuracyRun) -> list[tuple[str, ...]]:
+    """One row of HEADER's cells per runtime, the reference first; the seed's figures beside."""
     pub = run.published
-    header = ("runtime", "images", "top-1", "top-5", "agree", "differ", "published top-1/5",
-              "reference top-1/5", "note")
-    rows = [header]
+    seed = (f"{_fraction(pub['top1'], 3)} / {_fraction(pub['top5'], 3)}",
+            f"{_fraction(pub['ref_top1'], 3)} / {_fraction(pub['ref_top5'], 3)}")
+    out: list[tuple[str, ...]] = []
     for result in run.results:
         is_ref = result.runtime == run.reference
-        rows.append((result.runtime + (" (reference)" if is_ref else ""), str(result.images),
-                     _fraction(result.top1), _fraction(result.top5),
-                     "-" if is_ref else _fraction(result.agreement),
-                     "-" if is_ref else str(result.differ),
-                     f"{_fraction(pub['top1'], 3)} / {_fraction(pub['top5'], 3)}",
-                     f"{_fraction(pub['ref_top1'], 3)} / {_fraction(pub['ref_top5'], 3)}",
-                     meaningless if run.synthetic else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [f"{run.model}: accuracy on {run.dataset['evaluated']} images of "
-             f"{run.dataset['root']} ({run.dataset['layout']} layout), reference "
-             f"{run.reference}, {run.target}"]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        out.append((result.runtime + (" (reference)" if is_ref else ""), str(result.images),
+                    _fraction(result.top1), _fraction(result.top5),
+                    "-" if is_ref else _fraction(result.agreement),
+                    "-" if is_ref else str(result.differ), *seed,
+                    MEANINGLESS if run.synthetic else ""))
+    return out
+
+
+def render_table(run: AccuracyRun) -> str:
+    """Plain text: one line per runtime, then the differing and excluded images and gates."""
+    table = [HEADER, *rows(run)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+    lines = [(f"{run.model}: accuracy on {run.dataset['evaluated']} images of "
+              f"{run.dataset['root']} ({run.dataset['layout']} layout), reference "
+              f"{run.reference}, {run.target}")]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
     lines.append("published: PaddleClas's Top1/Top5; reference: the seed's Reference Top1/Top5")
     for result in run.results:
         if result.examples:
@@ -495,23 +528,15 @@ def render_table(run: AccuracyRun) -> str:
 
 
 def render_markdown(run: AccuracyRun) -> str:
-    pub = run.published
+    gates = ", ".join(f"{k} {v}" for k, v in run.gates.items() if v is not None)
     lines = [f"# Accuracy of {run.model}: {'PASS' if run.passed else 'FAIL'}", ""]
     lines += [f"> **Warning:** {w}" for w in _warnings(run)]
     lines += ["", f"- Reference runtime: {run.reference}", f"- Target: `{run.target}`",
               f"- Dataset: {', '.join(f'{k} {v}' for k, v in run.dataset.items())}",
               f"- Excluded (missing or unreadable, for every runtime): {len(run.excluded)}",
-              f"- Gates: {', '.join(f'{k} {v}' for k, v in run.gates.items() if v is not None) or 'none'}",
-              "", "| runtime | images | top-1 | top-5 | top-1 agreement | differ | published "
-              "top-1 / top-5 | reference top-1 / top-5 |", "|---|---|---|---|---|---|---|---|"]
-    for r in run.results:
-        is_ref = r.runtime == run.reference
-        lines.append(f"| {r.runtime}{' (reference)' if is_ref else ''} | {r.images} | "
-                     f"{_fraction(r.top1)} | {_fraction(r.top5)} | "
-                     f"{'-' if is_ref else _fraction(r.agreement)} | "
-                     f"{'-' if is_ref else r.differ} | {_fraction(pub['top1'], 3)} / "
-                     f"{_fraction(pub['top5'], 3)} | {_fraction(pub['ref_top1'], 3)} / "
-                     f"{_fraction(pub['ref_top5'], 3)} |")
+              f"- Gates: {gates or 'none'}", "",
+              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(run)]
     if run.failures:
         lines += ["", "## Failures", ""] + [f"- {f}" for f in run.failures]
     if run.excluded:

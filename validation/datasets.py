@@ -86,7 +86,7 @@ def _from_list(root: Path, labels: Path, num_classes: int) -> list[Sample]:
         text = labels.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read list file {labels}: {exc}") from exc
-    samples = []
+    samples: list[Sample] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -111,7 +111,7 @@ def _from_folders(root: Path, num_classes: int) -> list[Sample]:
         raise UsageError(f"{root} has {len(classes)} class folders but the model has "
                          f"{num_classes} classes; the class index is the folder's sorted place, "
                          "so every class needs its folder (or pass --labels FILE)")
-    samples = []
+    samples: list[Sample] = []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*")
                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
