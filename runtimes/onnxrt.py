@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from exporter.errors import DependencyError, UsageError
+from exporter.errors import CrossrtError, DependencyError, RuntimeFault, UsageError
 from runtimes.availability import INSTALL_ORT_GPU, INSTALL_TRT, cpu_name, gpus
 from runtimes.base import InputSpec, Runner
 
@@ -28,6 +29,24 @@ CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
               "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
               "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _load_error(path: Any, error: BaseException) -> CrossrtError:
+    """ORT refusing a graph that onnx's checker accepts is a runtime fault; refusing one the
+    checker rejects (truncated, edited, not ONNX) is bad input."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))  # by path: a graph with external data too
+    except Exception:  # noqa: BLE001 - protobuf, checker and OS errors all mean "not valid"
+        return UsageError(f"ONNX Runtime cannot load {path}: {_first_line(error)}")
+    return RuntimeFault(f"ONNX Runtime cannot load {path}, a valid ONNX graph: "
+                        f"{_first_line(error)}")
 
 
 def ort_dtype(type_name: str) -> np.dtype:
@@ -101,8 +120,7 @@ class OnnxRuntimeRunner(Runner):
             self._session = ort.InferenceSession(str(self.path), self._session_options(ort),
                                                  providers=self._providers())
         except Exception as error:  # ORT raises its own pybind types (InvalidGraph, Fail...)
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UsageError(f"ONNX Runtime cannot load {self.path}: {first}") from error
+            raise _load_error(self.path, error) from error
         active = self._session.get_providers()[0]
         if active != self._providers_names()[0]:
             self._session = None
@@ -126,7 +144,19 @@ class OnnxRuntimeRunner(Runner):
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [node.name for node in self._session.get_outputs()]
-        return dict(zip(names, self._session.run(names, feed)))
+        with self._faults():
+            return dict(zip(names, self._session.run(names, feed)))
+
+    @contextlib.contextmanager
+    def _faults(self) -> Iterator[None]:
+        """Inputs were checked before: a failure inside ORT is its own (a RuntimeFault)."""
+        try:
+            yield
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - ORT's pybind error types
+            raise RuntimeFault(f"ONNX Runtime failed running {self.path.name}: "
+                               f"{_first_line(error)}") from error
 
     # -- I/O binding (the timing path) ---------------------------------------------------
     def _bind(self, feed: dict[str, np.ndarray]) -> None:
@@ -184,7 +214,8 @@ class OnnxRuntimeRunner(Runner):
         return _Binding(binding, inputs, outputs, run_options, graph)
 
     def _run_slot(self, slot: _Binding) -> None:
-        self._session.run_with_iobinding(slot.binding, slot.run_options)
+        with self._faults():
+            self._session.run_with_iobinding(slot.binding, slot.run_options)
 
     def _fetch(self, slot: _Binding) -> dict[str, np.ndarray]:
         if len(slot.outputs) == len(self._session.get_outputs()):
@@ -247,7 +278,7 @@ class OnnxRuntimeCudaRunner(OnnxRuntimeRunner):
                 ort.preload_dlls()
         try:
             super()._load()
-        except UsageError as error:
+        except (UsageError, RuntimeFault) as error:
             # ORT refuses CUDA graphs when some node is not on the CUDA EP: run without them,
             # and say so in describe(), rather than not at all.
             if not (self._use_cuda_graph() and "graph" in str(error).lower()):

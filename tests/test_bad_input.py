@@ -492,3 +492,50 @@ def test_golden_zip_errors_are_named(tmp_path):
         path.write_bytes(data)
         with pytest.raises(UsageError, match="cannot read golden outputs"):
             load_golden(path)
+
+
+def test_onnx_runtime_refusing_a_valid_graph_is_a_runtime_fault(monkeypatch, b0_export, capfd):
+    """exit 3, not 2: the graph is good (onnx's checker accepts it), the runtime is not."""
+    import onnxruntime as ort
+
+    def refuses(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : kernel registration failed")
+
+    monkeypatch.setattr(ort, "InferenceSession", refuses)
+    code, stderr = run_main(["validate", str(b0_export.path), "--runtimes", "onnxruntime",
+                             "--reference", "paddle"], capfd)
+    check_outcome("ort-refuses", code, stderr, 3, "a valid ONNX graph: [ONNXRuntimeError]", {},
+                  ())
+
+
+def test_onnx_runtime_failing_during_a_run_is_a_runtime_fault(b0_export):
+    import runtimes
+    from exporter.errors import RuntimeFault
+    from runtimes.onnxrt import OnnxRuntimeRunner
+
+    with runtimes.create_runner("onnxruntime", b0_export.path) as runner:
+        assert isinstance(runner, OnnxRuntimeRunner)
+
+        session = runner._session
+
+        class Failing:
+            def __getattr__(self, name):
+                return getattr(session, name)
+
+            def run_with_iobinding(self, *args):
+                raise RuntimeError("CUDA graph capture failed")
+
+        runner._session = Failing()
+        runner.bind({"x": np.zeros((1, 3, 224, 224), np.float32)})
+        with pytest.raises(RuntimeFault, match="CUDA graph capture failed"):
+            runner.run_bound()
+
+
+def test_a_file_that_is_not_onnx_is_bad_input_for_a_runner(tmp_path):
+    import runtimes
+    from exporter.errors import UsageError
+
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07 not a graph")
+    with pytest.raises(UsageError, match="ONNX Runtime cannot load"):
+        with runtimes.create_runner("onnxruntime", tmp_path):
+            pass
