@@ -282,9 +282,11 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
 
 def _accuracy(args: argparse.Namespace) -> int:
     from exporter.errors import CheckFailed
-    from exporter.provenance import write_atomic, write_json
+    from exporter.provenance import output_path, write_atomic, write_json
     from validation import accuracy
 
+    for flag in ("json", "markdown", "predictions"):
+        output_path(getattr(args, flag), f"--{flag}")
     run = accuracy.evaluate_accuracy(
         args.target, args.dataset, labels=args.labels, runtimes=args.runtimes,
         reference=args.reference, fp16=args.fp16, batch_size=args.batch_size,

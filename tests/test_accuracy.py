@@ -316,6 +316,7 @@ def bad_cases(images: dict, tmp: Path) -> dict[str, tuple[list[str], str]]:
                          "does not exist"),
         "resume without predictions": (["--dataset", str(root), "--resume"], "--predictions"),
         "gate not a fraction": (["--dataset", str(root), "--max-top1-drop", "2"], "fraction"),
+        "report into a folder": (["--dataset", str(root), "--json", str(tmp)], "is a folder"),
     }
 
 
