@@ -36,8 +36,8 @@ import numpy as np
 
 from exporter import provenance
 from exporter.errors import CheckFailed, DependencyError, ExportError, Terminated, UsageError
-from exporter.layout import FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ExportDir
-from exporter.layout import find_paddle_program
+from exporter.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ExportDir,
+                             find_paddle_program)
 from exporter.preprocess import photo_batch, random_inputs
 from exporter.specs import ModelSpec, get_spec
 
@@ -201,7 +201,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         raise Terminated
 
     with contextlib.suppress(ImportError):
-        import paddle  # noqa: F401 - its import installs C++ signal handlers; ours come after
+        import paddle
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield

@@ -155,7 +155,7 @@ class ExportDir:
         parent.mkdir(parents=True, exist_ok=True)
         told = False
         while True:
-            handle = open(lock_path, "a+")
+            handle = open(lock_path, "a+")  # noqa: SIM115 - held past this block, closed below
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -228,8 +228,7 @@ class ExportDir:
 
 def _engine_name(name: str) -> bool:
     """What build-engine writes beside a graph: model[.fp16].engine and its .json sidecar."""
-    return name.startswith("model") and (name.endswith(".engine")
-                                         or name.endswith(".engine.json"))
+    return name.startswith("model") and name.endswith((".engine", ".engine.json"))
 
 
 def _manifest_problem(manifest: Any) -> str | None:

@@ -9,6 +9,7 @@ outputs stored at export time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +95,23 @@ def photo_batch(spec: ModelSpec, directory: str | Path | None = None,
     """Names and the stacked [N, 3, crop, crop] tensor of the preprocessed photographs."""
     images = load_images(directory)
     return [name for name, _ in images], np.stack([preprocess(img, spec) for _, img in images])
+
+
+ACTIVATION_FACTOR = 32  # a classifier's working memory per sample, in multiples of its input
+
+
+def check_batch_fits(spec: ModelSpec, batch_size: int) -> None:
+    """Refuse a batch size whose inputs and activations cannot fit in this machine's memory
+    (asked for anyway, numpy or the runtime would exhaust memory, or the kernel kill us)."""
+    need = batch_size * int(np.prod(spec.input_shape)) * 4 * ACTIVATION_FACTOR
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > free:
+        raise UsageError(f"batch size {batch_size} of {spec.name} needs about {need / 2**30:.0f} "
+                         f"GiB, this machine has {free / 2**30:.0f} GiB free; use smaller "
+                         "--batch-sizes")
 
 
 def batches(samples: np.ndarray, batch_size: int) -> list[np.ndarray]:

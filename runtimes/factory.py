@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from exporter.errors import DependencyError, UsageError
+# The export folder's names, kept importable from here (exporter.layout owns them).
 from exporter.layout import ENGINE_FILE, ENGINE_FP16_FILE, ONNX_FILE, PADDLE_DIR  # noqa: F401
-from exporter.layout import FP16_FILE as ONNX_FP16_FILE  # noqa: F401 - names kept importable
+from exporter.layout import FP16_FILE as ONNX_FP16_FILE  # noqa: F401
 from exporter.layout import PADDLE_PROGRAM_SUFFIXES, ExportDir, find_paddle_program  # noqa: F401
 from runtimes.availability import check_kind, is_available
 from runtimes.base import Runner

@@ -43,7 +43,7 @@ def _load_error(path: Any, error: BaseException) -> CrossrtError:
 
     try:
         onnx.checker.check_model(str(path))  # by path: a graph with external data too
-    except Exception:  # noqa: BLE001 - protobuf, checker and OS errors all mean "not valid"
+    except Exception:  # protobuf, checker and OS errors all mean "not a valid graph"
         return UsageError(f"ONNX Runtime cannot load {path}: {_first_line(error)}")
     return RuntimeFault(f"ONNX Runtime cannot load {path}, a valid ONNX graph: "
                         f"{_first_line(error)}")
@@ -154,7 +154,7 @@ class OnnxRuntimeRunner(Runner):
             yield
         except MemoryError:
             raise
-        except Exception as error:  # noqa: BLE001 - ORT's pybind error types
+        except Exception as error:  # ORT's own pybind error types
             raise RuntimeFault(f"ONNX Runtime failed running {self.path.name}: "
                                f"{_first_line(error)}") from error
 

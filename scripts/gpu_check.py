@@ -16,7 +16,6 @@ one failed, 2 when the GPU runtime is missing.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
@@ -31,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import runtimes  # noqa: E402
 from exporter.errors import CrossrtError  # noqa: E402
+from exporter.layout import ExportDir  # noqa: E402
 from exporter.preprocess import random_inputs  # noqa: E402
 from exporter.provenance import tool_versions, write_atomic, write_json  # noqa: E402
 from runtimes.availability import cpu_name, gpus  # noqa: E402
 from runtimes.onnxrt import ort_dtype  # noqa: E402
 
-ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
+PRECISIONS = {"fp32": False, "fp16": True}  # precision -> ExportDir.onnx_path(fp16=...)
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ def export_spec(export: Path) -> Any:
     """The registry spec of the model an export folder holds (its manifest says which)."""
     from exporter.specs import get_spec
 
-    return get_spec(json.loads((export / "manifest.json").read_text())["model"])
+    return get_spec(ExportDir(export).manifest()["model"])
 
 
 # -- validation: the project's own `crossrt validate`, no paddle needed ---------------------------
@@ -57,8 +57,8 @@ def validate(export: Path, device: str, batch_sizes: list[int]) -> list[dict[str
     test_kind = "onnxruntime-cuda" if device == "cuda" else "onnxruntime"
     run = run_validation(export, runtimes=[test_kind], reference="onnxruntime",
                          batch_sizes=batch_sizes, random=4,
-                         fp16=(export / ONNX_FILES["fp16"]).is_file(),
-                         load_outputs=[export / "reference.npz"])
+                         fp16=ExportDir(export).onnx_path(fp16=True).is_file(),
+                         load_outputs=[ExportDir(export).golden_path])
     return report_dict(run.records, run.context)["comparisons"]
 
 
@@ -117,8 +117,8 @@ def time_paths(export: Path, device: str, batch_sizes: list[int], rounds: int,
                iterations: int, warmup_s: float) -> list[dict[str, Any]]:
     kind = "onnxruntime-cuda" if device == "cuda" else "onnxruntime"
     rows = []
-    for precision, file in ONNX_FILES.items():
-        path = export / file
+    for precision, fp16 in PRECISIONS.items():
+        path = ExportDir(export).onnx_path(fp16)
         if not path.is_file():
             continue
         with runtimes.create_runner(kind, path) as ours:
@@ -136,7 +136,7 @@ def time_paths(export: Path, device: str, batch_sizes: list[int], rounds: int,
                 same = np.allclose(ours.fetch_bound()[hand.session.get_outputs()[0].name],
                                    hand.y.numpy(), rtol=1e-3, atol=1e-3)
                 median = {k: statistics.median(v) for k, v in times.items()}
-                rows.append({"file": file, "precision": precision, "batch": batch,
+                rows.append({"file": path.name, "precision": precision, "batch": batch,
                              "ours_ms": median["ours"], "hand_ms": median["hand"],
                              "plain_run_ms": median["plain_run"],
                              "ours_over_hand": median["ours"] / median["hand"],
@@ -160,7 +160,7 @@ def bench(export: Path, device: str, out: Path, batch_sizes: list[int]) -> dict[
     from validation.bench import BenchConfig, run_bench
 
     model = export_spec(export).name
-    precisions = ["fp32", "fp16"] if (export / ONNX_FILES["fp16"]).is_file() else ["fp32"]
+    precisions = ["fp32", "fp16"] if ExportDir(export).onnx_path(fp16=True).is_file() else ["fp32"]
     config = BenchConfig.resolve([model], runtime="onnxruntime-cuda" if device == "cuda"
                                  else "onnxruntime", precisions=precisions,
                                  batch_sizes=batch_sizes, duration_s=1.0)

@@ -271,6 +271,8 @@ CASES = [
     Case("validate-empty-batch-sizes", (*VALIDATE, "--batch-sizes", ","), 2,
          "expected a comma-separated list"),
     Case("validate-zero-batch", (*VALIDATE, "--batch-sizes", "0"), 2, "at least 1"),
+    Case("validate-batch-cannot-fit", (*VALIDATE, "--batch-sizes", "1,10000000"), 2,
+         "batch size 10000000 of EfficientNetB0 needs about"),
     Case("validate-negative-seed", (*VALIDATE, "--seed", "-3"), 2, "--seed must be 0 or more"),
     Case("validate-negative-random", (*VALIDATE, "--random", "-1"), 2, "--random must be"),
     Case("validate-negative-atol", (*VALIDATE, "--atol", "-1"), 2, "tolerances must be >= 0"),
@@ -348,6 +350,7 @@ BENCH_ARGUMENTS = [
     ("empty-batch-sizes", ("--batch-sizes", ","), "expected a comma-separated list"),
     ("zero-batch", ("--batch-sizes", "0"), "at least 1"),
     ("zero-threads", ("--threads", "0"), "--threads must be"),
+    ("batch-cannot-fit", ("--batch-sizes", "10000000"), "use smaller --batch-sizes"),
 ]
 CASES += [Case(f"bench-{name}", ("bench", SMALL, *arguments), 2, words)
           for name, arguments, words in BENCH_ARGUMENTS]
@@ -536,6 +539,6 @@ def test_a_file_that_is_not_onnx_is_bad_input_for_a_runner(tmp_path):
     from exporter.errors import UsageError
 
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07 not a graph")
-    with pytest.raises(UsageError, match="ONNX Runtime cannot load"):
-        with runtimes.create_runner("onnxruntime", tmp_path):
-            pass
+    with pytest.raises(UsageError, match="ONNX Runtime cannot load"), \
+            runtimes.create_runner("onnxruntime", tmp_path):
+        pass

@@ -27,6 +27,7 @@ from typing import IO, Any, Protocol
 
 from exporter import provenance
 from exporter.errors import DependencyError, UsageError
+from exporter.preprocess import check_batch_fits
 from exporter.specs import BATCH_SIZES, ModelSpec, get_spec
 from validation import tables
 from validation.timing import Method, TimingStats, measure
@@ -92,6 +93,8 @@ class BenchConfig:
         if threads is not None and threads < 1:
             raise UsageError(f"--threads must be at least 1, got {threads}")
         names = tuple(dict.fromkeys(get_spec(m).name for m in models))  # canonical, no repeats
+        for name in names:
+            check_batch_fits(get_spec(name), max(batch_sizes))
         if runtime is not None:
             from runtimes.factory import require_available
 

@@ -20,7 +20,8 @@ import numpy as np
 from exporter import provenance
 from exporter.errors import UsageError
 from exporter.layout import ExportDir
-from exporter.preprocess import batches, load_images, preprocess, random_inputs
+from exporter.preprocess import (batches, check_batch_fits, load_images, preprocess,
+                                 random_inputs)
 from exporter.specs import ModelSpec, get_spec
 from validation.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
 from validation.report import ComparisonRecord, ReportContext
@@ -80,6 +81,8 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
     spec = get_spec(manifest["model"])
     if runtimes is None:
         participants = _participants(None, ref, export_dir, fp16, bool(load_outputs))
+    for batch_size in batch_sizes:
+        check_batch_fits(spec, batch_size)
     names, samples = _inputs(spec, images, random, seed)
     loaded = [_load_saved(path, spec) for path in load_outputs]
     feeds = {bs: [(chunk_names, {spec.input_name: chunk}) for chunk_names, chunk in
