@@ -61,6 +61,20 @@ def test_table_has_every_column_and_marks_the_failure(records):
     assert "SYNTHETIC" not in text
 
 
+def test_top1_agreement_counts_samples_not_batches():
+    """Four photographs at batch 1 are four samples (validate concatenates every batch)."""
+    reference, _, broken = arrays()
+    record = ComparisonRecord("tensorrt", 1, compare_outputs({"logits": reference},
+                                                             {"logits": broken}))
+    row = summary(record)
+    assert (row["top1_agreed"], row["top1_samples"]) == (3, 4)
+    assert "3/4" in render_table([record]).splitlines()[-2]
+
+
+def test_an_empty_comparison_renders_without_error():
+    assert render_table([]).splitlines()[0].startswith("runtime")
+
+
 def test_table_figures_are_the_comparison_figures(records):
     row = summary(records[2])
     out = records[2].result["logits"]
