@@ -36,8 +36,8 @@ import numpy as np
 
 from exporter import provenance
 from exporter.errors import CheckFailed, DependencyError, ExportError, Terminated, UsageError
-from exporter.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE, ExportDir,
-                             find_paddle_program)
+from exporter.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE,
+                             PADDLE2ONNX_LOG, ExportDir, find_paddle_program)
 from exporter.preprocess import photo_batch, random_inputs
 from exporter.specs import ModelSpec, get_spec
 
@@ -243,7 +243,7 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
         if in_pieces:
             graph, nodes_before = _convert_in_pieces(layer, spec, feed, request, stage)
         else:
-            graph = _paddle2onnx(program, params, request["opset"], stage / "paddle2onnx.log")
+            graph = _paddle2onnx(program, params, request["opset"], stage / PADDLE2ONNX_LOG)
             _name_io(graph, spec)
             _check_graph(graph)
             nodes_before = len(graph.graph.node)

@@ -32,6 +32,7 @@ ONNX_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
 MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "reference.npz"
+PADDLE2ONNX_LOG = "paddle2onnx.log"  # what paddle2onnx printed, kept for a failed conversion
 PADDLE_DIR = "paddle"
 ENGINE_FILE = "model.engine"
 ENGINE_FP16_FILE = "model.fp16.engine"
@@ -113,8 +114,8 @@ class ExportDir:
         listed = set(manifest.get("files", {})) if manifest else set()
         own = {MANIFEST_FILE, *(name.split("/", 1)[0] for name in listed)}
         if manifest is None:
-            own |= {ONNX_FILE, FP16_FILE, GOLDEN_FILE, PADDLE_DIR, f"{ONNX_FILE}.data",
-                    f"{FP16_FILE}.data"}
+            own |= {ONNX_FILE, FP16_FILE, GOLDEN_FILE, PADDLE_DIR, PADDLE2ONNX_LOG,
+                    f"{ONNX_FILE}.data", f"{FP16_FILE}.data"}
         if not self.path.is_dir():
             return []
         return sorted(p.name for p in self.path.iterdir()
