@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.errors import DependencyError, EngineBuildError, UsageError
 from runtimes import engine_info as info
+from runtimes import probe
 from runtimes import trt_backends as backends
 from runtimes.trtexec import (MEM_POOLS, OPTIMIZATION_LEVELS, Profile, Shape, format_shape,
                               onnx_inputs, parse_mem_pool_size, parse_shapes, parse_size,
@@ -84,7 +85,7 @@ def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
     data, evidence = _build(chosen, plan, profile, pools, cache, builder_optimization_level,
                             targets, verbose)
     build_seconds = time.perf_counter() - started
-    found, _ = backends.probe.gpus()
+    found, _ = probe.gpus()
     gpu = found[0] if found else None
     plan_targets = [backends.format_compute(t) for t in targets or chosen.default_targets] or None
     runs_here = chosen.run_reason(gpu, targets) is None

@@ -212,22 +212,22 @@ _ACTIVE: list[Backend] = []  # the backend this process's Polygraphy was set up 
 
 
 def use_backend(backend: Backend) -> ModuleType:
-    """Point Polygraphy's TensorRT loaders at ``backend`` (once per process) and install the
-    capturing logger; returns the TensorRT module."""
+    """Point Polygraphy's TensorRT loaders at ``backend`` and install the capturing logger
+    (both once per process); returns the TensorRT module."""
     from polygraphy import config
 
     module = backend.load()
     wanted = backend is TENSORRT_RTX
-    if _ACTIVE and _ACTIVE[0] is not backend or (
-            "polygraphy.backend.trt" in sys.modules and bool(config.USE_TENSORRT_RTX) != wanted):
-        other = _ACTIVE[0].title if _ACTIVE else ("TensorRT-RTX" if config.USE_TENSORRT_RTX
-                                                   else "TensorRT")
-        raise DependencyError(f"this process already uses {other} through Polygraphy, which "
-                              f"cannot switch to {backend.title}: run it in a new process")
+    loaded = "polygraphy.backend.trt" in sys.modules  # its choice of module is then fixed
+    current = _ACTIVE[0] if _ACTIVE else (
+        (TENSORRT_RTX if config.USE_TENSORRT_RTX else TENSORRT) if loaded else backend)
+    if current is not backend:
+        raise DependencyError(f"this process already uses {current.title} through Polygraphy, "
+                              f"which cannot switch to {backend.title}: run it in a new process")
     config.USE_TENSORRT_RTX = wanted
-    from polygraphy.backend.trt import util as trt_util
-
     if not _ACTIVE:
+        from polygraphy.backend.trt import util as trt_util
+
         if trt_util.TRT_LOGGER is None:
             trt_util.TRT_LOGGER = BuildLog.create(module)
         _ACTIVE.append(backend)

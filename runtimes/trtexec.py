@@ -78,7 +78,7 @@ def format_shape(shape: Shape) -> str:
 
 # -- profiles ----------------------------------------------------------------------------------
 def spec_profile(spec: ModelSpec, batch_sizes: tuple[int, ...] | None = None) -> Profile:
-    """The model's default profile: batch 1 / 4 / 8 (the seed's columns) at its crop size."""
+    """The model's default profile: batch 1 / 4 / 8 (PaddleClas's latency columns), its crop."""
     from exporter.specs import BATCH_SIZES
 
     batches = batch_sizes or BATCH_SIZES

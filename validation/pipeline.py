@@ -99,7 +99,7 @@ def summary(result: PipelineResult) -> str:
     if warning := weights_warning(manifest.get("weights", {})):
         lines.append(f"- {warning}")
     lines += ["", "TensorRT engine (FP16): " + _engine_line(result.engine)]
-    lines += ["", f"Timing ({result.bench.runtime}, measured beside the seed's published "
+    lines += ["", f"Timing ({result.bench.runtime}, measured beside PaddleClas's published "
               "T4 figures):", "", tables.markdown_table(result.bench.records, "t4"),
               "", f"Bench files: {', '.join(str(p) for p in result.bench.files.values())}"]
     return "\n".join(lines)
