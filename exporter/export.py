@@ -71,6 +71,16 @@ def default_out_dir(spec: ModelSpec) -> Path:
     return ARTIFACTS / spec.name
 
 
+def default_export(model: str, *, fp16: bool = False, report: Reporter | None = None) -> Path:
+    """The model's default export folder, used as it is when it holds what is asked (whatever
+    its weights: validating or timing an export never replaces it), else exported."""
+    folder = ExportDir(default_out_dir(get_spec(model)))
+    if folder.is_export() and (not fp16 or folder.onnx_path(fp16=True).is_file()):
+        folder.manifest()  # a corrupt one is named here
+        return folder.path
+    return export_onnx(model, fp16=fp16, report=report).path
+
+
 def export_onnx(model: str, *, weights: str | Path | None = None,
                 paddle_model: str | Path | None = None, out_dir: str | Path | None = None,
                 opset: int = DEFAULT_OPSET, fp16: bool = False, simplify: bool = True,
@@ -120,7 +130,8 @@ def _paddle_model_files(path: str | Path) -> tuple[Path, Path]:
 
 # --- reuse and replacement --------------------------------------------------------------
 
-_FORCE = "pass --force to replace it or --out for a new folder"
+_FORCE = ("replace it with crossrt export-onnx {model} --out {out} --force, or choose another "
+          "--out")
 _FP16_ADDED = "fp16: on disk without the FP16 graph, asked with it"
 
 
@@ -154,9 +165,10 @@ def _reusable(folder: ExportDir, request: dict[str, Any], force: bool) -> dict[s
         return None
     if difference:
         raise UsageError(f"{out} holds an export of another request ({'; '.join(difference)}); "
-                         f"{_FORCE}")
+                         + _FORCE.format(model=request["model"], out=out))
     if edited:
-        raise UsageError(f"{out} was modified after export ({', '.join(edited)}); {_FORCE}")
+        raise UsageError(f"{out} was modified after export ({', '.join(edited)}); "
+                         + _FORCE.format(model=request["model"], out=out))
     return manifest
 
 

@@ -542,3 +542,19 @@ def test_a_file_that_is_not_onnx_is_bad_input_for_a_runner(tmp_path):
     with pytest.raises(UsageError, match="ONNX Runtime cannot load"), \
             runtimes.create_runner("onnxruntime", tmp_path):
         pass
+
+
+def test_validate_by_name_uses_the_export_there_and_replaces_nothing(b0_export, tmp_path,
+                                                                      monkeypatch, capfd):
+    """artifacts/MODEL made from a checkpoint is validated as it is, never re-exported."""
+    folder = tmp_path / "artifacts" / B0
+    shutil.copytree(b0_export.path, folder)
+    edit_manifest(lambda m: m["request"].update(weights={"kind": "checkpoint",
+                                                         "sha256": "ab" * 32}))(folder)
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, stderr = run_main(["validate", B0, "--runtimes", "onnxruntime", "--batch-sizes", "4"],
+                            capfd)
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert "exporting" not in stderr and "building the Paddle" not in stderr
+    assert snapshot(tmp_path) == before

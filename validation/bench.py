@@ -368,9 +368,9 @@ def best_runtime(is_available: RuntimeCheck | None = None) -> str:
 
 
 def _default_export(model: str, *, fp16: bool) -> Path:
-    from exporter.export import export_onnx
+    from exporter.export import default_export
 
-    return export_onnx(model, fp16=fp16).path
+    return default_export(model, fp16=fp16)
 
 
 def _default_runner(kind: str, target: Path, **options: Any) -> Any:

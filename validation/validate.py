@@ -158,7 +158,7 @@ def _resolve_target(target: str | Path, fp16: bool, say: Reporter,
 
     A model name means its default export folder: validated as it is when it exists (whatever
     its weights), exported first when it does not."""
-    from exporter.export import default_out_dir, export_onnx
+    from exporter.export import default_export
     from exporter.layout import MANIFEST_FILE
 
     folder = ExportDir(target)
@@ -169,9 +169,7 @@ def _resolve_target(target: str | Path, fp16: bool, say: Reporter,
         raise UsageError(f"{folder.path} is not a crossrt export (no {MANIFEST_FILE}); run "
                          "crossrt export-onnx first or pass a model name")
     if not folder.path.exists():
-        folder = ExportDir(default_out_dir(get_spec(str(target))))
-        if not folder.is_export():
-            folder = ExportDir(export_onnx(str(target), fp16=fp16, report=say).path)
+        folder = ExportDir(default_export(str(target), fp16=fp16, report=say))
     manifest = folder.manifest()
     if fp16 and not folder.onnx_path(fp16=True).is_file():
         raise UsageError(f"{folder.path} has no {folder.onnx_path(fp16=True).name}; export it "
