@@ -71,6 +71,7 @@ def main() -> None:
                         "(default: export it, or reuse artifacts/EfficientNetB0)")
     args = parser.parse_args()
 
+    from exporter.layout import ExportDir
     from validation.timing import Method
 
     if args.export_dir is None:
@@ -81,8 +82,8 @@ def main() -> None:
     crossrt, bare = [], []
     for _ in range(args.rounds):
         crossrt.append(crossrt_median(export_dir, args.threads, args.duration_s))
-        bare.append(bare_median(export_dir / "model.onnx", args.threads, args.duration_s,
-                                Method().warmup_ms / 1000))
+        bare.append(bare_median(ExportDir(export_dir).onnx_path(), args.threads,
+                                args.duration_s, Method().warmup_ms / 1000))
     ours, theirs = statistics.median(crossrt), statistics.median(bare)
     print(f"{MODEL}, batch 1, ONNX Runtime CPU, {args.threads} threads, {args.rounds} "
           f"alternating rounds of {args.duration_s:g} s each\n")

@@ -13,7 +13,6 @@ Figures are medians of per-round medians; the output is two markdown tables.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -58,8 +57,9 @@ def alternate(contenders: dict[str, tuple[str, dict[str, Path]]], rounds: int, t
 
 
 def node_count(export_dir: Path) -> int:
-    manifest = json.loads((export_dir / "manifest.json").read_text())
-    return manifest["nodes"]["model.onnx"]
+    from exporter.layout import ONNX_FILE, ExportDir
+
+    return ExportDir(export_dir).manifest()["nodes"][ONNX_FILE]
 
 
 def main() -> None:
