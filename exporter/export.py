@@ -375,13 +375,16 @@ def _paddle_reference(spec: ModelSpec, program: Path, params: Path, feed: np.nda
                       given: tuple[Path, Path] | None) -> np.ndarray:
     """Paddle's outputs on ``feed``: the one boundary where a bad Paddle program is caught
     (``given``: the user's files it was copied from, named in the message)."""
-    shown = f"{given[0]} with {given[1].name}" if given else "the saved Paddle program"
     try:
         reference = paddle_inference_outputs(program, params, feed)
     except (DependencyError, MemoryError):
         raise
     except (Exception, SystemExit) as exc:  # paddle raises RuntimeError, ValueError, ...
-        raise UsageError(f"Paddle cannot run {shown} as {spec.name}: "
+        if given is None:  # the program paddle.jit.save just wrote: the disk failed it
+            raise ExportError(f"Paddle cannot read back the program it saved for {spec.name} "
+                              f"({_first_line(exc)}); check the free space beside the export "
+                              "folder and export again") from exc
+        raise UsageError(f"Paddle cannot run {given[0]} with {given[1].name} as {spec.name}: "
                          f"{_first_line(exc)}; pass a complete Paddle inference "
                          f"model of {spec.name} (program and weights exported together)"
                          ) from exc

@@ -558,3 +558,21 @@ def test_validate_by_name_uses_the_export_there_and_replaces_nothing(b0_export, 
     assert code == 0 and "Traceback" not in stderr, stderr
     assert "exporting" not in stderr and "building the Paddle" not in stderr
     assert snapshot(tmp_path) == before
+
+
+def test_a_program_paddle_cannot_read_back_is_named(monkeypatch, tmp_path, b0_export, capfd):
+    """What a disk that fills while Paddle writes its program looks like: exit 1, nothing left."""
+    from exporter import export as export_mod
+
+    def saved(folder, spec, *args):  # the zoo program, as jit.save would write it (quickly)
+        shutil.copytree(b0_export.path / "paddle", folder)
+        return folder / "inference.json", folder / "inference.pdiparams", {}, None
+
+    def unreadable(*args, **kwargs):
+        raise RuntimeError("(Unavailable) Cannot read tensor desc size")
+
+    monkeypatch.setattr(export_mod, "_paddle_program", saved)
+    monkeypatch.setattr(export_mod, "paddle_inference_outputs", unreadable)
+    code, stderr = run_main(["export-onnx", B0, "--out", str(tmp_path / "o")], capfd)
+    check_outcome("unreadable-program", code, stderr, 1, "check the free space", {}, (tmp_path,))
+    assert list(tmp_path.iterdir()) == []
