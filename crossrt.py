@@ -266,7 +266,7 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, metavar="N",
                         help="N images spread evenly over the dataset (the same N every run)")
     parser.add_argument("--workers", type=int, metavar="N", help="threads decoding and "
-                        "preprocessing ahead of inference (default: CPU count; 0: none)")
+                        "preprocessing ahead of inference (default: half the CPUs; 0: none)")
     parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
     parser.add_argument("--predictions", metavar="PATH", help="write every image's top-5 per "

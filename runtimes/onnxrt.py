@@ -87,8 +87,10 @@ class OnnxRuntimeRunner(Runner):
 
     kind: ClassVar[str] = "onnxruntime"
     device: ClassVar[str] = "cpu"
+    # spinning: None keeps ORT's default (idle intra-op threads spin); False frees the cores
+    # for other work in the same process (crossrt accuracy's decoding threads).
     defaults: ClassVar[dict[str, Any]] = {"threads": None, "graph_optimization": "all",
-                                          "fp16": False}
+                                          "fp16": False, "spinning": None}
 
     def __init__(self, path: Any, **options: Any):
         super().__init__(path, **options)
@@ -110,6 +112,9 @@ class OnnxRuntimeRunner(Runner):
             ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[self.options["graph_optimization"]])
         if self.options["threads"]:
             options.intra_op_num_threads = int(self.options["threads"])
+        if self.options["spinning"] is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning",
+                                             "1" if self.options["spinning"] else "0")
         options.log_severity_level = 3  # errors only: library code does not chatter
         return options
 

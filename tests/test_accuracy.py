@@ -133,12 +133,17 @@ class Planted:
         return self.runner.infer(self.change(feed))
 
 
-def plant(monkeypatch, change, kind=None):
-    """Every runner (or those of ``kind``) made by create_runner gets ``change``."""
+def plant(monkeypatch, change, kind=None, made=None):
+    """Every runner (or those of ``kind``) made by create_runner gets ``change``; each
+    (kind, options) asked for goes into ``made``."""
     real = runtimes.create_runner
-    monkeypatch.setattr(runtimes, "create_runner", lambda k, target, **options: (
-        Planted(real(k, target, **options), change) if kind in (None, k)
-        else real(k, target, **options)))
+
+    def create(k, target, **options):
+        if made is not None:
+            made.append((k, options))
+        runner = real(k, target, **options)
+        return Planted(runner, change) if kind in (None, k) else runner
+    monkeypatch.setattr(runtimes, "create_runner", create)
     return real
 
 
@@ -196,8 +201,9 @@ def test_folder_layout_sorted_class_order(b0_export, images, folder_dataset, tmp
 
 def test_planted_channel_swap_lowers_agreement_and_trips_the_gate(
         b0_export, images, list_dataset, tmp_path, capsys, monkeypatch):
+    made = []
     plant(monkeypatch, lambda feed: {k: np.ascontiguousarray(v[:, ::-1])  # BGR fed
-                                     for k, v in feed.items()}, kind="onnxruntime")
+                                     for k, v in feed.items()}, kind="onnxruntime", made=made)
     predictions = tmp_path / "predictions.jsonl"
     code, out, err, report = run_json(tmp_path, [
         str(b0_export.path), "--dataset", str(list_dataset), "--labels",
@@ -217,6 +223,8 @@ def test_planted_channel_swap_lowers_agreement_and_trips_the_gate(
     top1, _ = top1_and_top5(images["swapped"][seen], images["labels"][seen])
     assert swapped["top1_correct"] == top1.sum() < paddle["top1_correct"]
     assert "FAIL onnxruntime: top-1" in out
+    # ONNX Runtime's idle threads wait rather than spin while decoding threads run beside
+    assert made == [("paddle", {}), ("onnxruntime", {"spinning": False})]
 
 
 def test_min_top1_gate(b0_export, list_dataset, tmp_path, capsys):
