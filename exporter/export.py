@@ -350,7 +350,7 @@ def _check_paddle_model(spec: ModelSpec, program: Path, params: Path) -> None:
         from google.protobuf.message import DecodeError
         from paddle.base.proto import framework_pb2
 
-        desc = framework_pb2.ProgramDesc()
+        desc = framework_pb2.ProgramDesc()  # type: ignore[attr-defined]  # generated code
         try:
             desc.ParseFromString(program.read_bytes())
         except DecodeError:

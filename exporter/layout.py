@@ -44,7 +44,7 @@ Reporter = Callable[[str], None]
 
 
 def _fix(path: Path) -> str:
-    return (f"export it again (crossrt export-onnx MODEL --out {path} --force)")
+    return f"export it again (crossrt export-onnx MODEL --out {path} --force)"
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ExportDir:
 
     path: Path
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path):  # a string is accepted and kept as a Path
         object.__setattr__(self, "path", Path(path))
 
     # --- names ---------------------------------------------------------------------------

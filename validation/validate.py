@@ -237,6 +237,7 @@ def _participants(requested: Sequence[str] | None, ref: Participant,
         for kind in kinds:
             require_available(kind)
     else:
+        assert export_dir is not None, "the default runtimes depend on the export's files"
         kinds = [k for k in runtimes.RUNNER_KINDS if runtimes.is_available(k)[0]
                  and (k != "tensorrt" or ExportDir(export_dir).engine_path().is_file())]
     chosen = [Participant(k) for k in kinds if Participant(k) != ref]
