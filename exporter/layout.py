@@ -105,21 +105,22 @@ class ExportDir:
                                               != info["sha256"])]
 
     def foreign_entries(self, manifest: dict[str, Any] | None) -> list[str]:
-        """Top-level entries that are not this export's own (user files an export may not delete).
+        """Files that are not this export's own (user files an export may never delete).
 
-        The export's own: the manifest and the files it lists (and their folders), and what
-        build-engine writes beside the graphs. Without a usable manifest only the names an
-        export can hold count as its own.
+        The export's own: the manifest and the files it lists, and what build-engine writes
+        beside the graphs. Without a usable manifest, the names an export can hold.
         """
-        listed = set(manifest.get("files", {})) if manifest else set()
-        own = {MANIFEST_FILE, *(name.split("/", 1)[0] for name in listed)}
-        if manifest is None:
-            own |= {ONNX_FILE, FP16_FILE, GOLDEN_FILE, PADDLE_DIR, PADDLE2ONNX_LOG,
-                    f"{ONNX_FILE}.data", f"{FP16_FILE}.data"}
         if not self.path.is_dir():
             return []
-        return sorted(p.name for p in self.path.iterdir()
-                      if p.name not in own and not _engine_name(p.name))
+        own = {MANIFEST_FILE, *(manifest.get("files", {}) if manifest else
+                                (ONNX_FILE, FP16_FILE, GOLDEN_FILE, PADDLE2ONNX_LOG,
+                                 f"{ONNX_FILE}.data", f"{FP16_FILE}.data",
+                                 *(f"{PADDLE_DIR}/inference{suffix}" for suffix in
+                                   (*PADDLE_PROGRAM_SUFFIXES, PADDLE_PARAMS_SUFFIX))))}
+        present = (p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
+                   if not p.is_dir())
+        return sorted(name for name in present
+                      if name not in own and not ("/" not in name and _engine_name(name)))
 
     def engines(self) -> list[str]:
         """Engines (and their sidecars) built inside this folder."""

@@ -167,6 +167,11 @@ CASES = [
          "not a crossrt export", user_folder),
     Case("force-on-an-export-holding-user-files", (*EXPORT_B0, "--force"), 2,
          "notes.txt", copy_export(write("notes.txt", "mine"))),
+    Case("force-on-an-export-with-user-files-inside", (*EXPORT_B0, "--force"), 2,
+         "paddle/notes.txt", copy_export(write("paddle/notes.txt", "mine"))),
+    Case("force-on-a-damaged-export-holding-user-files", (*EXPORT_B0, "--force"), 2,
+         "thesis.tex", copy_export(lambda f: (truncate("manifest.json", 10)(f),
+                                              write("thesis.tex", "mine")(f)))),
     Case("synthetic-over-a-checkpoint-export", EXPORT_B0, 2, "weights: on disk checkpoint",
          copy_export(edit_manifest(lambda m: m["request"].update(
              weights={"kind": "checkpoint", "sha256": "ab" * 32})))),
