@@ -34,8 +34,16 @@ MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "reference.npz"
 PADDLE2ONNX_LOG = "paddle2onnx.log"  # what paddle2onnx printed, kept for a failed conversion
 PADDLE_DIR = "paddle"
-ENGINE_FILE = "model.engine"
-ENGINE_FP16_FILE = "model.fp16.engine"
+
+def engine_name(onnx_name: str, fp16: bool = False) -> str:
+    """``model.onnx`` -> ``model.engine`` or ``model.fp16.engine``: what build-engine writes
+    beside a graph by default (``model.fp16.onnx`` maps to the FP16 engine's name too)."""
+    stem = onnx_name.removesuffix(".onnx").removesuffix(".fp16")
+    return f"{stem}.fp16.engine" if fp16 else f"{stem}.engine"
+
+
+ENGINE_FILE = engine_name(ONNX_FILE)
+ENGINE_FP16_FILE = engine_name(ONNX_FILE, fp16=True)
 PADDLE_PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDesc
 PADDLE_PARAMS_SUFFIX = ".pdiparams"
 _STAGING = ".crossrt-staging-"  # .NAME.crossrt-staging-XXXXXXXX (mkdtemp) or ...-old

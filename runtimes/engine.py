@@ -65,7 +65,8 @@ def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
         raise UsageError(f"--builderOptimizationLevel must be 0..5, got {builder_optimization_level}")
     low, opt, high = (parse_shapes(s) if isinstance(s, str) else s
                       for s in (min_shapes, opt_shapes, max_shapes))
-    profile = resolve_profile(onnx_inputs(onnx), low, opt, high, spec=spec)
+    manifest, export_spec = _export_record(onnx)
+    profile = resolve_profile(onnx_inputs(onnx), low, opt, high, spec=spec or export_spec)
     pools = parse_mem_pool_size(mem_pools) if isinstance(mem_pools, str) else dict(mem_pools or {})
     if workspace is not None:
         pools["workspace"] = parse_size(workspace) if isinstance(workspace, str) else int(workspace)
@@ -110,7 +111,7 @@ def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
         targets=plan_targets if chosen.target_bits else None,
         gpu=None if chosen.builds_without_gpu else gpu,
         onnx={"path": str(plan.onnx), "sha256": sha256_file(plan.onnx),
-              "manifest": _manifest_record(plan.onnx)},
+              "manifest": manifest},
         profile=profile, plan=plan, evidence=evidence,
         options={"memory_pools": pools, "builder_optimization_level": builder_optimization_level,
                  "compute_capabilities": plan_targets if targets else None,
@@ -245,21 +246,20 @@ def _inspect(backend: backends.Backend, data: Any) -> list[Any]:
     return layers
 
 
-def _manifest_record(onnx: Path) -> dict[str, Any] | None:
-    """The export manifest beside the ONNX, as far as the engine needs it (None: no export)."""
-    import json
-
+def _export_record(onnx: Path) -> tuple[dict[str, Any] | None, ModelSpec | None]:
+    """The export the ONNX belongs to, as far as the engine needs it, and its model spec
+    (None, None for a graph outside an export)."""
+    from exporter.layout import ExportDir
     from exporter.provenance import sha256_file
+    from exporter.specs import get_spec
 
-    path = onnx.parent / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict):
-        return None
-    return {"path": str(path), "sha256": sha256_file(path), "model": manifest.get("model"),
-            "weights": manifest.get("weights")}
+    export = ExportDir(onnx.parent)
+    if not export.is_export():
+        return None, None
+    manifest = export.manifest()  # a corrupt one is a one-line UsageError
+    return ({"path": str(export.manifest_path), "sha256": sha256_file(export.manifest_path),
+             "model": manifest["model"], "weights": manifest.get("weights")},
+            get_spec(manifest["model"]))
 
 
 def _peak_rss_mb() -> float:
@@ -292,8 +292,9 @@ def smoke_test(engine: Path, profile: Profile) -> dict[str, Any]:
 
 def default_engine_path(onnx: Path, fp16: bool) -> Path:
     """``model.onnx`` -> ``model.engine`` / ``model.fp16.engine`` beside it."""
-    stem = onnx.name.removesuffix(".onnx").removesuffix(".fp16")
-    return onnx.with_name(f"{stem}.fp16.engine" if fp16 else f"{stem}.engine")
+    from exporter.layout import engine_name
+
+    return onnx.with_name(engine_name(onnx.name, fp16))
 
 
 def cached_engine(onnx: Path, fp16: bool) -> Path | None:

@@ -80,13 +80,13 @@ def resolve_target(kind: str, target: str | Path, fp16: bool = False) -> Path:
         raise UsageError(f"{path} does not exist: give a model file or an export directory")
     if path.is_dir():
         folder = ExportDir(path)
-        if kind == "tensorrt":
-            path = folder.engine_path(fp16)
-            hint = (f"build it with crossrt build-engine --onnx {folder.onnx_path()} "
-                    f"--saveEngine {path}")
-        else:  # the TensorRT EP builds FP16 itself from the FP32 graph (trt_fp16_enable)
-            path = folder.onnx_path(fp16 and kind != "onnxruntime-trt")
-            hint = "export it with crossrt export-onnx MODEL" + (" --fp16" if fp16 else "")
+        if kind == "tensorrt" and folder.onnx_path().is_file():
+            from runtimes.engine import ensure_engine
+
+            return ensure_engine(folder.onnx_path(), fp16)[0]  # reused while its graph is unchanged
+        # the TensorRT EP builds FP16 itself from the FP32 graph (trt_fp16_enable)
+        path = folder.onnx_path(fp16 and kind != "onnxruntime-trt")
+        hint = "export it with crossrt export-onnx MODEL" + (" --fp16" if fp16 else "")
         if not path.is_file():
             raise UsageError(f"{path} is missing: {hint}")
     return path

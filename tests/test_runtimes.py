@@ -19,7 +19,7 @@ import runtimes
 from exporter.errors import DependencyError, UsageError
 from exporter.specs import BATCH_SIZES
 from rt_fixtures import build_small_export, write_tiny_onnx
-from runtimes.engine import onnx_inputs
+from runtimes.trtexec import onnx_inputs
 
 EXPORT_FIXTURE = "rt_small_export"  # the fixture giving the export directory under test
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,11 +56,7 @@ def runner(request: pytest.FixtureRequest, export_dir: Path):
     available, reason = runtimes.is_available(kind)
     if not available:
         pytest.skip(f"{kind}: {reason}")
-    if kind == "tensorrt" and not (export_dir / "model.engine").is_file():
-        from runtimes.engine import build_engine
-
-        build_engine(export_dir / "model.onnx", export_dir / "model.engine")
-    with runtimes.create_runner(kind, export_dir) as active:
+    with runtimes.create_runner(kind, export_dir) as active:  # tensorrt builds the engine
         yield active
 
 
@@ -349,10 +345,30 @@ def test_targets_resolve_inside_an_export_dir(export_dir, tmp_path):
     assert resolve("onnxruntime", export_dir / "model.onnx") == export_dir / "model.onnx"
     with pytest.raises(UsageError, match=r"model\.fp16\.onnx is missing.*--fp16"):
         resolve("onnxruntime-cuda", tmp_path, fp16=True)
-    with pytest.raises(UsageError, match="build-engine"):
-        resolve("tensorrt", tmp_path)
+    with pytest.raises(UsageError, match=r"model\.onnx is missing: export it"):
+        resolve("tensorrt", tmp_path)  # an engine needs its graph
     with pytest.raises(UsageError, match="does not exist"):
         resolve("onnxruntime", tmp_path / "nope.onnx")
+
+
+def test_an_export_dir_gives_the_tensorrt_runner_its_engine_built_once(tmp_path):
+    """The engine is built on first use and reused while the graph's sha256 is unchanged."""
+    from runtimes.trt_backends import select_backend
+
+    try:
+        select_backend()
+    except DependencyError as missing:
+        pytest.skip(str(missing))
+    export = tmp_path / "export"
+    write_tiny_onnx(export / "model.onnx")
+    engine = runtimes.resolve_target("tensorrt", export)
+    assert engine == export / "model.engine" and engine.read_bytes()[:3] in (b"vtr", b"ftr")
+    built = engine.stat().st_mtime_ns
+    assert runtimes.resolve_target("tensorrt", export) == engine
+    assert engine.stat().st_mtime_ns == built  # reused, not rebuilt
+    write_tiny_onnx(export / "model.onnx", seed=3)
+    runtimes.resolve_target("tensorrt", export)
+    assert engine.stat().st_mtime_ns != built  # the graph changed: rebuilt
 
 
 def test_paddle_program_forms(tmp_path):
