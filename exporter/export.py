@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -523,12 +524,23 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
 
     from exporter.large import as_raw
 
-    graph = onnx.load(str(onnx_path))
+    # Shape inference on the file, not in memory: a graph past protobuf's 2 GB (with external
+    # data) cannot be serialised for onnx.shape_inference.infer_shapes.
+    onnx_path = Path(onnx_path)
+    fd, inferred = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.name}.",
+                                    suffix=".shapes")
+    os.close(fd)
+    try:
+        onnx.shape_inference.infer_shapes_path(str(onnx_path), inferred)
+        graph = onnx.load(inferred)
+    finally:
+        Path(inferred).unlink(missing_ok=True)
     for tensor in graph.graph.initializer:
         # The converter turns float_data tensors element by element in Python (10 s for B0);
         # the same values as raw bytes take it half a second.
         as_raw(tensor)
-    half = convert_float_to_float16(graph, keep_io_types=True, op_block_list=list(FP16_FP32_OPS))
+    half = convert_float_to_float16(graph, keep_io_types=True, op_block_list=list(FP16_FP32_OPS),
+                                    disable_shape_infer=True)
     out_path = Path(out_path)
     save_onnx(half, out_path)
     return out_path
