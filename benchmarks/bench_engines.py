@@ -47,17 +47,19 @@ def _run(cmd: list[str]) -> tuple[int, float, float, str]:
 
 
 def zoo(models: list[str], exports: Path, out: Path) -> None:
-    from runtimes.engine_info import read_sidecar
+    from exporter.layout import ExportDir
+    from runtimes.engine_info import read_sidecar, sidecar_path
 
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "engines.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else []
     done = {(r["model"], r["precision"]) for r in results}
     for model in models:
-        export = exports / model
-        if not (export / "model.fp16.onnx").is_file():
+        export = ExportDir(exports / model)
+        results = [r for r in results if (r["model"], r["precision"]) != (model, "export")]
+        if not export.onnx_path(fp16=True).is_file():
             code, seconds, peak, err = _run([sys.executable, "-m", "crossrt", "export-onnx", model,
-                                             "--fp16", "--out", str(export)])
+                                             "--fp16", "--out", str(export.path)])
             print(f"export {model}: exit {code} in {seconds:.0f} s, peak {peak:.0f} MiB {err}",
                   flush=True)
             if code:
@@ -68,7 +70,7 @@ def zoo(models: list[str], exports: Path, out: Path) -> None:
                 continue
             engine = Path(tempfile.mkdtemp(prefix="crossrt-bench-")) / f"{precision}.engine"
             cmd = [sys.executable, "-m", "crossrt", "build-engine", "--onnx",
-                   str(export / "model.onnx"), "--saveEngine", str(engine)]
+                   str(export.onnx_path()), "--saveEngine", str(engine)]
             code, seconds, peak, err = _run(cmd + ["--fp16"] * (precision == "fp16"))
             record: dict = {"model": model, "precision": precision, "exit": code,
                             "process_s": round(seconds, 2), "peak_rss_mb": round(peak)}
@@ -80,7 +82,7 @@ def zoo(models: list[str], exports: Path, out: Path) -> None:
                               fp16_layers=layers.get("fp16", 0), fp32_layers=layers.get("fp32", 0),
                               backend=f"{sidecar['backend']} {sidecar['tensorrt_version']}")
                 engine.unlink()
-                engine.with_name(engine.name + ".json").unlink()
+                sidecar_path(engine).unlink()
             else:
                 record["error"] = err
             engine.parent.rmdir() if engine.parent.exists() and not any(engine.parent.iterdir()) else None
@@ -113,13 +115,14 @@ def overhead(model: str, rounds: int) -> None:
     from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
     from polygraphy.logger import G_LOGGER
 
+    from exporter.layout import ExportDir
     from exporter.specs import get_spec
     from runtimes.engine import build_engine
     from runtimes.trt_backends import TENSORRT_RTX, use_backend
 
     use_backend(TENSORRT_RTX)
     spec = get_spec(model)
-    onnx = ROOT / "artifacts" / model / "model.onnx"
+    onnx = ExportDir(ROOT / "artifacts" / model).onnx_path()
     if not onnx.is_file():
         sys.exit(f"{onnx} is missing: crossrt export-onnx {model} first")
     shapes = [(b, *spec.input_shape) for b in (1, 4, 8)]
