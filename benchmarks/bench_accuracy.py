@@ -2,24 +2,25 @@
 
 EfficientNetB0, ONNX Runtime CPU (the only runtime: reference onnxruntime, nothing beside
 it), on a labelled list-layout dataset of JPEGs written here from the bundled photographs
-(crops and flips, long side 500 px, like ImageNet's validation images). Three ways over the
-same images, same runner and batch size, measured alternately in one process, round after
-round:
+(crops and flips, long side 500 px, like ImageNet's validation images). The ways below run
+over the same images at the same batch size, alternately in one process, round after round,
+each on a fresh runner (as crossrt makes one per run; loading is not timed):
 
 - crossrt: ``evaluate_accuracy`` (decoding and preprocessing on ``--workers`` threads ahead
-  of inference, ONNX Runtime's idle threads not spinning, predictions tallied and written);
+  of inference, ONNX Runtime's idle threads not spinning, predictions tallied and written),
+  and the same with ``workers=0`` (decoding on the inference thread);
 - sequential: read, preprocess, infer and take the top 5, one batch at a time, one thread,
   ONNX Runtime at its defaults (what a hand-written loop does);
 - sequential, no spinning: the same loop on a runner made like crossrt's (so the ratio to it
   is what overlapping decoding with inference alone brings);
-- inference alone: the runner on batches decoded beforehand (the bound on this machine:
-  decoding shares its cores).
+- inference alone: the runner on batches decoded beforehand, spinning and not (the bound on
+  this machine: decoding shares its cores).
 
 Figures: the median images/s of each over the rounds, and the median over rounds of the
 per-round ratios (each round's ways ran back to back, under the same neighbours). Goal:
 crossrt at least 1.2x the sequential loop.
 
-    python benchmarks/bench_accuracy.py [--images 256] [--rounds 3] [--batch-size 8]
+    python benchmarks/bench_accuracy.py [--images 256] [--rounds 5] [--batch-size 8]
                                         [--workers N] [--export-dir DIR]
 """
 
@@ -100,7 +101,7 @@ def inference_rate(runner, spec, batches: list) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, help="crossrt's decoding threads (default: "
                         "its own, half the CPUs)")
@@ -120,6 +121,7 @@ def main() -> None:
         args.export_dir = export_onnx(MODEL).path
     spec = get_spec(MODEL)
     ways = {"crossrt": "crossrt accuracy",
+            "crossrt-inline": "crossrt accuracy --workers 0 (decoding on the inference thread)",
             "sequential": "sequential loop (read, preprocess, infer), ORT defaults",
             "sequential-nospin": "sequential loop, ORT threads not spinning (as crossrt)",
             "inference": "inference alone on pre-decoded batches, ORT defaults",
@@ -131,18 +133,22 @@ def main() -> None:
         files = [root / line.split()[0] for line in labels.read_text().splitlines()]
         decoded = np.stack([preprocess(read_image(f), spec) for f in files])
         batches = [decoded[i:i + args.batch_size] for i in range(0, len(files), args.batch_size)]
-        with runtimes.create_runner("onnxruntime", args.export_dir) as plain, \
-                runtimes.create_runner("onnxruntime", args.export_dir, spinning=False) as calm:
-            inference_rate(plain, spec, batches[:4])  # warm-up
-            inference_rate(calm, spec, batches[:4])
-            for _ in range(args.rounds):
-                rates["crossrt"].append(crossrt_rate(args.export_dir, root, labels,
-                                                     args.batch_size, args.workers))
-                rates["sequential"].append(sequential_rate(plain, spec, files, args.batch_size))
-                rates["sequential-nospin"].append(sequential_rate(calm, spec, files,
-                                                                  args.batch_size))
-                rates["inference"].append(inference_rate(plain, spec, batches))
-                rates["inference-nospin"].append(inference_rate(calm, spec, batches))
+        loops = {"sequential": (True, lambda r: sequential_rate(r, spec, files, args.batch_size)),
+                 "sequential-nospin": (False, lambda r: sequential_rate(r, spec, files,
+                                                                        args.batch_size)),
+                 "inference": (True, lambda r: inference_rate(r, spec, batches)),
+                 "inference-nospin": (False, lambda r: inference_rate(r, spec, batches))}
+        crossrt_rate(args.export_dir, root, labels, args.batch_size, args.workers)  # warm-up
+        for _ in range(args.rounds):
+            rates["crossrt"].append(crossrt_rate(args.export_dir, root, labels,
+                                                 args.batch_size, args.workers))
+            rates["crossrt-inline"].append(crossrt_rate(args.export_dir, root, labels,
+                                                        args.batch_size, 0))
+            for name, (spinning, measure) in loops.items():
+                # a fresh runner, as crossrt makes one per run (its first inference included)
+                options = {} if spinning else {"spinning": False}
+                with runtimes.create_runner("onnxruntime", args.export_dir, **options) as runner:
+                    rates[name].append(measure(runner))
     from validation.accuracy import default_workers
 
     workers = args.workers if args.workers is not None else default_workers()

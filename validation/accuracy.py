@@ -149,7 +149,7 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
                          "paths relative to --dataset?")
     participants = _participants(runtimes, ref, export_dir, fp16)
     tally = Tally([p.label for p in participants], ref.label)
-    header = {"format": FORMAT, "model": spec.name, "target": str(export_dir),
+    header = {"format": FORMAT, "model": spec.name, "target": str(export_dir.resolve()),
               "reference": ref.label, "runtimes": [p.label for p in participants],
               "dataset": data.fingerprint(), "images": len(data.samples)}
     writer = PredictionsWriter(predictions, header, resume, say)
