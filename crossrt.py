@@ -41,10 +41,30 @@ def _csv(kind: Callable[[str], Any], allow_empty: bool = False,
     return parse
 
 
+def _json_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """--json means one thing in every command: write the JSON report to PATH ("-": stdout)."""
+    parser.add_argument("--json", nargs="?", const="-", metavar="PATH", help=what)
+
+
+def _file_arg(path: str | None) -> str | None:
+    """A path argument, None when absent or "-" (stdout)."""
+    return None if path in (None, "-") else path
+
+
+def _print_json(path: str, document: Any) -> int:
+    from exporter.provenance import write_json
+
+    if path == "-":
+        print(json.dumps(document, indent=2))
+    else:
+        write_json(path, document)
+    return 0
+
+
 # --- zoo ------------------------------------------------------------------------------
 
 def _zoo_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON records on stdout")
+    _json_arg(parser, "the records as JSON, to PATH (default: stdout, instead of the table)")
 
 
 def _zoo(args: argparse.Namespace) -> int:
@@ -52,8 +72,7 @@ def _zoo(args: argparse.Namespace) -> int:
 
     rows = zoo_table()
     if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
+        return _print_json(args.json, rows)
     header = ("model", "crop", "resize", "params M", "MACs G", "table params M",
               "published", "table FLOPs G", "published", "agrees")
     lines = [header] + [(r["name"], r["crop_size"], r["resize_short"], f"{r['params_m']:.3f}",
@@ -62,7 +81,7 @@ def _zoo(args: argparse.Namespace) -> int:
                          _fmt(r["ref_flops_g"]), _agrees(r)) for r in rows]
     print(_table(lines))
     print("table params/FLOPs: counted by the old Paddle static-graph statistics tool's rules, "
-          "as the seed was (see exporter/counting.py)")
+          "as PaddleClas's published table was (see exporter/counting.py)")
     return 0
 
 
@@ -88,6 +107,8 @@ def _table(rows: list[tuple[Any, ...]]) -> str:
 # --- export-onnx ------------------------------------------------------------------------
 
 def _export_args(parser: argparse.ArgumentParser) -> None:
+    from exporter.export import DEFAULT_OPSET, OPSETS
+
     parser.add_argument("model", help="a model name from `crossrt zoo` (e.g. EfficientNetB7)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", metavar="CKPT", help="a PaddleClas *_pretrained.pdparams "
@@ -95,7 +116,8 @@ def _export_args(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--paddle-model", metavar="PATH", help="an existing Paddle inference "
                         "model: inference.json / legacy inference.pdmodel, or its folder")
     parser.add_argument("--out", metavar="DIR", help="export folder (default artifacts/MODEL)")
-    parser.add_argument("--opset", type=int, default=13, help="ONNX opset, 11 to 19 (default 13)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset, {OPSETS.start} to {OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     parser.add_argument("--fp16", action="store_true",
                         help="also write model.fp16.onnx (FP16 weights, FP32 inputs/outputs)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
@@ -135,7 +157,7 @@ def _export_summary(result: Any) -> str:
 # --- runtimes and build-engine -----------------------------------------------------------
 
 def _runtimes_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON records on stdout")
+    _json_arg(parser, "the records as JSON, to PATH (default: stdout, instead of the table)")
 
 
 def _runtimes(args: argparse.Namespace) -> int:
@@ -143,55 +165,69 @@ def _runtimes(args: argparse.Namespace) -> int:
 
     rows = runtimes.availability()
     if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(_table([("runtime", "available", "why")] + [
-            (r["kind"], "yes" if r["available"] else "no", r["reason"]) for r in rows]))
+        return _print_json(args.json, rows)
+    print(_table([("runtime", "available", "why")] + [
+        (r["kind"], "yes" if r["available"] else "no", r["reason"]) for r in rows]))
+    backends = next(r["backends"] for r in rows if "backends" in r)
+    print("\nTensorRT engine builders (crossrt build-engine --backend):")
+    print(_table([("backend", "builds here", "what it can do")] + [
+        (b["backend"], "yes" if b["builds_here"] else "no", b["summary"]) for b in backends]))
     return 0
 
 
 def _build_engine_args(parser: argparse.ArgumentParser) -> None:
+    from runtimes.trt_backends import BACKEND_CHOICES
+
     parser.add_argument("--onnx", required=True, help="the ONNX graph (e.g. "
                         "artifacts/EfficientNetB0/model.onnx)")
     parser.add_argument("--saveEngine", help="engine file (default: model[.fp16].engine "
                         "beside the ONNX)")
     parser.add_argument("--fp16", action="store_true", help="FP16 engine: the builder flag on "
-                        "TensorRT 10, the FP16 graph on TensorRT >= 11; checked after the build")
+                        "TensorRT 10, the FP16 graph on TensorRT >= 11 and TensorRT-RTX; "
+                        "proven from the engine's layers after the build")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                        help="auto (default): full TensorRT where it can build (a GPU), else "
+                        "TensorRT-RTX (builds without a GPU)")
+    parser.add_argument("--computeCapabilities", metavar="LIST", help="TensorRT-RTX targets, "
+                        "e.g. 8.6,8.9 (default: 8.0, 8.6, 8.9, 12.0, 12.1; 7.5 for T4 only "
+                        "when named; no 9.0/10.0 target exists)")
     for name, batch in (("min", 1), ("opt", 4), ("max", 8)):
         parser.add_argument(f"--{name}Shapes", metavar="SPEC", help="trtexec syntax, e.g. "
                             f"x:{batch}x3x224x224 (default from the model spec: batch {batch})")
     parser.add_argument("--memPoolSize", metavar="POOL:SIZE", help="e.g. workspace:1024 "
                         "(MiB) or workspace:2G")
     parser.add_argument("--timingCacheFile", metavar="PATH", help="reuse and update a timing "
-                        "cache (later builds are faster)")
+                        "cache (full TensorRT; later builds are faster)")
     parser.add_argument("--builderOptimizationLevel", type=int, metavar="N", help="0-5")
     parser.add_argument("--skipInference", action="store_true",
-                        help="build only; skip the check inference")
+                        help="build only; skip the check inference (it runs only where a GPU "
+                        "can run the plan)")
     parser.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
 
 
 def _build_engine(args: argparse.Namespace) -> int:
     from exporter.provenance import input_file
-    from exporter.specs import get_spec
-    from runtimes.engine import build_engine
+    from runtimes.engine import build_engine, default_engine_path, engine_summary
 
     onnx = input_file(args.onnx, "--onnx", "export it with crossrt export-onnx MODEL")
-    manifest = onnx.parent / "manifest.json"
-    spec = get_spec(json.loads(manifest.read_text())["model"]) if manifest.is_file() else None
-    engine = args.saveEngine or onnx.with_name(
-        onnx.name.replace(".fp16", "").replace(".onnx", ".fp16.engine" if args.fp16 else ".engine"))
+    engine = args.saveEngine or default_engine_path(onnx, args.fp16)
     sidecar = build_engine(onnx, engine, fp16=args.fp16, min_shapes=args.minShapes,
                            opt_shapes=args.optShapes, max_shapes=args.maxShapes,
                            mem_pools=args.memPoolSize, timing_cache=args.timingCacheFile,
                            builder_optimization_level=args.builderOptimizationLevel,
-                           skip_inference=args.skipInference, verbose=args.verbose, spec=spec)
-    print(json.dumps(sidecar, indent=2))
+                           skip_inference=args.skipInference, verbose=args.verbose,
+                           backend=args.backend, compute_capabilities=args.computeCapabilities)
+    print(engine_summary(Path(engine), sidecar))
     return 0
 
 
 # --- validate --------------------------------------------------------------------------
 
 def _validate_args(parser: argparse.ArgumentParser) -> None:
+    from validation.compare import ERROR_STATS, tolerance_for
+    from validation.validate import DEFAULT_BATCH_SIZES
+
+    fp32, fp16 = tolerance_for("fp32"), tolerance_for("fp16")
     parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
     parser.add_argument("--runtimes", type=_csv(str, allow_empty=True),
                         help="runtimes to compare (default: "
@@ -199,20 +235,21 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="reference runtime (default paddle, else "
                         "onnxruntime)")
     parser.add_argument("--atol", type=float, help="absolute tolerance of FP32 runtimes "
-                        "(default 1e-3; FP16 graphs: 1e-1 plus a top-1 gate)")
+                        f"(default {fp32.atol:g}; FP16 graphs: {fp16.atol:g} plus a top-1 gate)")
     parser.add_argument("--rtol", type=float, help="relative tolerance of FP32 runtimes "
-                        "(default 1e-4; FP16 graphs: 2e-2)")
-    parser.add_argument("--check-error-stat", choices=("elemwise", "max", "mean", "median",
-                        "quantile"), help="what must be within tolerance (default elemwise)")
+                        f"(default {fp32.rtol:g}; FP16 graphs: {fp16.rtol:g})")
+    parser.add_argument("--check-error-stat", choices=ERROR_STATS, help="what must be within "
+                        f"tolerance (default {fp32.check_error_stat})")
     parser.add_argument("--min-top1-agreement", type=float, metavar="F",
                         help="least fraction of samples whose top-1 class must agree")
-    parser.add_argument("--batch-sizes", type=_csv(int), default=[1, 4], help="default 1,4")
+    parser.add_argument("--batch-sizes", type=_csv(int), default=list(DEFAULT_BATCH_SIZES),
+                        help=f"default {','.join(map(str, DEFAULT_BATCH_SIZES))}")
     parser.add_argument("--images", metavar="DIR", help="JPEG/PNG folder (default: the "
                         "photographs bundled with scikit-image)")
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="also N seeded random inputs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    _json_arg(parser, "the full report as JSON, to PATH (default: stdout, after the table)")
     parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
     parser.add_argument("--save-outputs", metavar="PATH", help="save every runtime's inputs "
                         "and outputs (Polygraphy RunResults JSON)")
@@ -228,12 +265,12 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from exporter.provenance import output_path, write_atomic, write_json
+    from exporter.provenance import output_path, write_atomic
     from validation.report import render_markdown, render_table, report_dict
     from validation.validate import validate
 
     for flag in ("json", "markdown", "save_outputs"):
-        output_path(getattr(args, flag), f"--{flag.replace('_', '-')}")
+        output_path(_file_arg(getattr(args, flag)), f"--{flag.replace('_', '-')}")
     run = validate(args.target, runtimes=args.runtimes, reference=args.reference,
                    atol=args.atol, rtol=args.rtol, check_error_stat=args.check_error_stat,
                    min_top1_agreement=args.min_top1_agreement, batch_sizes=args.batch_sizes,
@@ -242,7 +279,7 @@ def _validate(args: argparse.Namespace) -> int:
                    fp16=args.fp16, localize=args.localize, report=_say)
     print(render_table(run.records, run.context))
     if args.json:
-        write_json(args.json, report_dict(run.records, run.context))
+        _print_json(args.json, report_dict(run.records, run.context))
     if args.markdown:
         write_atomic(args.markdown, render_markdown(run.records, run.context))
     return 0 if run.passed else 1
@@ -267,7 +304,7 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
                         help="N images spread evenly over the dataset (the same N every run)")
     parser.add_argument("--workers", type=int, metavar="N", help="threads decoding and "
                         "preprocessing ahead of inference (default: half the CPUs; 0: none)")
-    parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    _json_arg(parser, "the full report as JSON, to PATH (default: stdout, after the table)")
     parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
     parser.add_argument("--predictions", metavar="PATH", help="write every image's top-5 per "
                         "runtime as JSON lines, as they come (needed by --resume)")
@@ -282,11 +319,11 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
 
 def _accuracy(args: argparse.Namespace) -> int:
     from exporter.errors import CheckFailed
-    from exporter.provenance import output_path, write_atomic, write_json
+    from exporter.provenance import output_path, write_atomic
     from validation import accuracy
 
     for flag in ("json", "markdown", "predictions"):
-        output_path(getattr(args, flag), f"--{flag}")
+        output_path(_file_arg(getattr(args, flag)), f"--{flag}")
     run = accuracy.evaluate_accuracy(
         args.target, args.dataset, labels=args.labels, runtimes=args.runtimes,
         reference=args.reference, fp16=args.fp16, batch_size=args.batch_size,
@@ -295,7 +332,7 @@ def _accuracy(args: argparse.Namespace) -> int:
         progress=accuracy.progress_reporter(), report=_say)
     print(accuracy.render_table(run))
     if args.json:
-        write_json(args.json, accuracy.report_dict(run))
+        _print_json(args.json, accuracy.report_dict(run))
     if args.markdown:
         write_atomic(args.markdown, accuracy.render_markdown(run))
     if run.failures:
@@ -306,27 +343,39 @@ def _accuracy(args: argparse.Namespace) -> int:
 # --- bench -----------------------------------------------------------------------------
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
+    from exporter.specs import BATCH_SIZES
+    from runtimes import RUNNER_KINDS
+    from validation.bench import DEFAULT_RESULTS
+    from validation.tables import TABLE_PRECISIONS
+    from validation.timing import Method
+
+    method = Method()
     parser.add_argument("models", nargs="*", metavar="MODEL", help="models to time")
     parser.add_argument("--all", action="store_true", help="every model of the zoo")
-    parser.add_argument("--runtime", help="onnxruntime, onnxruntime-cuda, onnxruntime-trt, "
-                        "tensorrt or paddle (default: the best available)")
+    parser.add_argument("--runtime", help=f"one of {', '.join(RUNNER_KINDS)} (default: the best "
+                        "available)")
     parser.add_argument("--precision", type=_csv(str), help="fp16,fp32 (default: the table's)")
-    parser.add_argument("--batch-sizes", type=_csv(int), help="default 1,4,8")
-    parser.add_argument("--warmup-ms", type=float, help="warm-up time per cell (default 200)")
-    parser.add_argument("--duration-s", type=float, help="least measuring time per cell (3)")
-    parser.add_argument("--min-iterations", type=int, help="least iterations per cell (10)")
+    parser.add_argument("--batch-sizes", type=_csv(int),
+                        help=f"default {','.join(map(str, BATCH_SIZES))}")
+    parser.add_argument("--warmup-ms", type=float,
+                        help=f"warm-up time per cell (default {method.warmup_ms:g})")
+    parser.add_argument("--duration-s", type=float,
+                        help=f"least measuring time per cell (default {method.duration_s:g})")
+    parser.add_argument("--min-iterations", type=int,
+                        help=f"least iterations per cell (default {method.min_iterations})")
     parser.add_argument("--threads", type=int, help="CPU threads of the runtime")
     parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                         help="capture a CUDA graph (GPU runtimes)")
     parser.add_argument("--include-transfers", action="store_true",
                         help="time host-to-device copies too (default: inputs stay on device)")
-    parser.add_argument("--table", choices=("t4", "v100"), default="t4",
-                        help="the seed table to reproduce (default t4)")
-    parser.add_argument("--out", default="artifacts/bench", help="folder for bench.{md,json,"
-                        "csv,png} (default artifacts/bench)")
-    parser.add_argument("--json", metavar="PATH", help="also write the JSON here")
+    parser.add_argument("--table", choices=tuple(TABLE_PRECISIONS),
+                        help="which of PaddleClas's latency tables to reproduce (default "
+                        f"{next(iter(TABLE_PRECISIONS))})")
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS), metavar="DIR",
+                        help=f"folder for bench.{{md,json,csv,png}} (default {DEFAULT_RESULTS})")
+    _json_arg(parser, "the results as JSON, to PATH too (default: stdout, after the table)")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the cells already in --out and run only the rest")
+                        help="keep the cells already in --results and run only the rest")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -336,16 +385,18 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.all and args.models:
         raise UsageError("name models or pass --all, not both")
-    output_path(args.out, "--out", folder=True)
-    output_path(args.json, "--json")
+    output_path(args.results, "--results", folder=True)
+    output_path(_file_arg(args.json), "--json")
     config = BenchConfig.resolve(
         list(SPECS) if args.all else args.models, runtime=args.runtime, table=args.table,
         precisions=args.precision, batch_sizes=args.batch_sizes, warmup_ms=args.warmup_ms,
         duration_s=args.duration_s, min_iterations=args.min_iterations, threads=args.threads,
         cuda_graph=args.cuda_graph, include_transfers=args.include_transfers)
-    result = run_bench(config, args.out, json_path=args.json, resume=args.resume,
+    result = run_bench(config, args.results, json_path=_file_arg(args.json), resume=args.resume,
                        progress=progress_reporter())
     print(result.files["markdown"].read_text())  # its notes list failed and noisy cells
+    if args.json == "-":
+        _print_json("-", result.to_json())
     if result.records and all(r["status"] != "ok" for r in result.records):
         raise CheckFailed(f"every cell failed (first: {result.records[0]['reason']})")
     return 0
@@ -354,12 +405,16 @@ def _bench(args: argparse.Namespace) -> int:
 # --- pipeline --------------------------------------------------------------------------
 
 def _pipeline_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", default="EfficientNetB0",
-                        help="a model name (default EfficientNetB0)")
-    parser.add_argument("--runtime", help="runtime to time (default: the best available)")
+    from runtimes import RUNNER_KINDS
+    from validation.pipeline import DEFAULT_DURATION_S, DEFAULT_MODEL
+
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                        help=f"a model name (default {DEFAULT_MODEL})")
+    parser.add_argument("--runtime", help=f"runtime to time: one of {', '.join(RUNNER_KINDS)} "
+                        "(default: the best available)")
     parser.add_argument("--out", metavar="DIR", help="export folder (default artifacts/MODEL)")
-    parser.add_argument("--duration-s", type=float, default=1.0,
-                        help="least measuring time per bench cell (default 1)")
+    parser.add_argument("--duration-s", type=float, default=DEFAULT_DURATION_S,
+                        help=f"least measuring time per bench cell (default {DEFAULT_DURATION_S:g})")
 
 
 def _pipeline(args: argparse.Namespace) -> int:
@@ -383,7 +438,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None],
                 Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = [
-    ("zoo", "list the models with their sizes and the seed's published figures",
+    ("zoo", "list the models with their sizes and PaddleClas's published figures",
      _zoo_args, _zoo),
     ("export-onnx", "export a model to ONNX (paddle2onnx + onnxsim), checked against Paddle",
      _export_args, _export),
@@ -395,7 +450,7 @@ COMMANDS: list[Command] = [
      _validate_args, _validate),
     ("accuracy", "top-1/top-5 of every runtime on a labelled image set, beside the published "
      "figures (exit 1 on a drop)", _accuracy_args, _accuracy),
-    ("bench", "time runtimes and print the seed's T4/V100 table with the published figures",
+    ("bench", "time runtimes and print PaddleClas's T4/V100 latency table with its figures",
      _bench_args, _bench),
     ("pipeline", "the main job: export-onnx, validate against Paddle, a short bench, a summary",
      _pipeline_args, _pipeline),

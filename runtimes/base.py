@@ -13,12 +13,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from polygraphy.backend.base import BaseRunner
 
 from exporter.errors import UsageError
+
+if TYPE_CHECKING:
+    from exporter.layout import ExportDir
 
 Shape = tuple[int | None, ...]  # None marks a dynamic dimension (Polygraphy's convention)
 
@@ -84,6 +87,51 @@ class Runner(BaseRunner):
 
     kind: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    # What a runtime declares about itself (read by ``runtimes.availability`` and ``factory``)
+    description: ClassVar[str] = ""
+    distributions: ClassVar[tuple[str, ...]] = ()  # pip names that carry its version
+    localizable: ClassVar[bool] = False  # runs an ONNX graph whose tensors can be marked
+    has_fp16_graph: ClassVar[bool] = False  # fp16=True runs another (FP16) model file
+    runs_fp16: ClassVar[bool] = False  # validate --fp16 adds it at FP16 (option fp16=True)
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when this runtime runs here, else one line: what to install or what is missing.
+        Checked from files and the CUDA driver, never by importing the runtime."""
+        return None
+
+    @classmethod
+    def device_note(cls) -> str:
+        """Where it runs, for ``crossrt runtimes`` (default: the first visible GPU)."""
+        from runtimes.probe import gpus
+
+        found, _ = gpus()
+        return f" on {found[0]['name']} (sm {found[0]['compute_capability']})" if found else ""
+
+    @classmethod
+    def export_file(cls, export: ExportDir, fp16: bool = False) -> Path:
+        """The file of an export folder this runtime loads (default: its ONNX graph)."""
+        return export.onnx_path(fp16 and cls.has_fp16_graph)
+
+    @classmethod
+    def target_file(cls, target: Path, fp16: bool = False) -> Path:
+        """What it loads from ``target``: a model file as it is, or an export folder's file."""
+        from exporter.layout import ExportDir
+
+        if not target.exists():
+            raise UsageError(f"{target} does not exist: give a model file or an export directory")
+        if not target.is_dir():
+            return target
+        chosen = cls.export_file(ExportDir(target), fp16)
+        if not chosen.is_file():
+            raise UsageError(f"{chosen} is missing: export it with crossrt export-onnx MODEL"
+                             + (" --fp16" if fp16 else ""))
+        return chosen
+
+    @classmethod
+    def details(cls) -> dict[str, Any]:
+        """Extra facts for ``crossrt runtimes --json`` (e.g. TensorRT's backends)."""
+        return {}
 
     def __init__(self, path: str | Path, *, name: str | None = None, **options: Any):
         super().__init__(name=name or self.kind, prefix=self.kind)

@@ -6,7 +6,6 @@ A target is a model file or an export directory written by ``crossrt export-onnx
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,12 @@ from exporter.errors import DependencyError, UsageError
 from exporter.layout import ENGINE_FILE, ENGINE_FP16_FILE, ONNX_FILE, PADDLE_DIR  # noqa: F401
 from exporter.layout import FP16_FILE as ONNX_FP16_FILE  # noqa: F401
 from exporter.layout import PADDLE_PROGRAM_SUFFIXES, ExportDir, find_paddle_program  # noqa: F401
-from runtimes.availability import check_kind, is_available
+from runtimes.availability import check_kind, is_available, runner_classes
 from runtimes.base import Runner
-
-_CLASSES = {
-    "paddle": ("runtimes.paddle_inference", "PaddleRunner"),
-    "onnxruntime": ("runtimes.onnxrt", "OnnxRuntimeRunner"),
-    "onnxruntime-cuda": ("runtimes.onnxrt", "OnnxRuntimeCudaRunner"),
-    "onnxruntime-trt": ("runtimes.onnxrt", "OnnxRuntimeTrtRunner"),
-    "tensorrt": ("runtimes.tensorrt_runner", "TensorRTRunner"),
-}
 
 
 def runner_class(kind: str) -> type[Runner]:
-    module, name = _CLASSES[check_kind(kind)]
-    return getattr(importlib.import_module(module), name)
+    return runner_classes()[check_kind(kind)]
 
 
 def require_available(kind: str,
@@ -73,23 +63,7 @@ def onnx_output_names(path: Path) -> list[str]:
 
 def resolve_target(kind: str, target: str | Path, fp16: bool = False) -> Path:
     """The file a runner of ``kind`` loads from ``target`` (a file or an export directory)."""
-    path = Path(target)
-    if kind == "paddle":
-        return find_paddle_program(path)
-    if not path.exists():
-        raise UsageError(f"{path} does not exist: give a model file or an export directory")
-    if path.is_dir():
-        folder = ExportDir(path)
-        if kind == "tensorrt" and folder.onnx_path().is_file():
-            from runtimes.engine import ensure_engine
-
-            return ensure_engine(folder.onnx_path(), fp16)[0]  # reused while its graph is unchanged
-        # the TensorRT EP builds FP16 itself from the FP32 graph (trt_fp16_enable)
-        path = folder.onnx_path(fp16 and kind != "onnxruntime-trt")
-        hint = "export it with crossrt export-onnx MODEL" + (" --fp16" if fp16 else "")
-        if not path.is_file():
-            raise UsageError(f"{path} is missing: {hint}")
-    return path
+    return runner_class(kind).target_file(Path(target), fp16)
 
 
 paddle_program = find_paddle_program  # kept importable under its old name

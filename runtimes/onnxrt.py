@@ -20,8 +20,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from exporter.errors import CrossrtError, DependencyError, RuntimeFault, UsageError
-from runtimes.availability import INSTALL_ORT_GPU, INSTALL_TRT, cpu_name, gpus
 from runtimes.base import InputSpec, Runner
+from runtimes.probe import cpu_name, find_library, gpus, has_files, spec_dirs
+from runtimes.trt_backends import TENSORRT
+
+INSTALL_ORT_GPU = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
+INSTALL_TRT = TENSORRT.install
 
 GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -47,6 +51,14 @@ def _load_error(path: Any, error: BaseException) -> CrossrtError:
         return UsageError(f"ONNX Runtime cannot load {path}: {_first_line(error)}")
     return RuntimeFault(f"ONNX Runtime cannot load {path}, a valid ONNX graph: "
                         f"{_first_line(error)}")
+
+
+def ort_provider_library(provider: str) -> bool:
+    """Whether the installed onnxruntime ships this execution provider's library (the CPU
+    wheel has no CUDA one)."""
+    capi = [d / "capi" for d in spec_dirs("onnxruntime")]
+    return has_files(capi, f"libonnxruntime_providers_{provider}.so",
+                     f"onnxruntime_providers_{provider}.dll")
 
 
 def ort_dtype(type_name: str) -> np.dtype:
@@ -86,7 +98,21 @@ class OnnxRuntimeRunner(Runner):
     """ONNX Runtime with the CPU execution provider."""
 
     kind: ClassVar[str] = "onnxruntime"
+    description: ClassVar[str] = "ONNX Runtime, CPU execution provider"
+    distributions: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu")
+    localizable: ClassVar[bool] = True
+    has_fp16_graph: ClassVar[bool] = True
+    runs_fp16: ClassVar[bool] = True
     device: ClassVar[str] = "cpu"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None if spec_dirs("onnxruntime") else \
+            "ONNX Runtime is not installed: pip install onnxruntime"
+
+    @classmethod
+    def device_note(cls) -> str:
+        return f" on CPU ({cpu_name()})" if cls.device == "cpu" else super().device_note()
     # spinning: None keeps ORT's default (idle intra-op threads spin); False frees the cores
     # for other work in the same process (crossrt accuracy's decoding threads).
     defaults: ClassVar[dict[str, Any]] = {"threads": None, "graph_optimization": "all",
@@ -252,7 +278,26 @@ class OnnxRuntimeCudaRunner(OnnxRuntimeRunner):
     """ONNX Runtime's CUDA EP, tuned: I/O binding, CUDA graphs, cuDNN search, NHWC."""
 
     kind: ClassVar[str] = "onnxruntime-cuda"
+    description: ClassVar[str] = "ONNX Runtime, CUDA execution provider (I/O binding, CUDA graphs)"
+    distributions: ClassVar[tuple[str, ...]] = ("onnxruntime-gpu", "onnxruntime")
     device: ClassVar[str] = "cuda"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if reason := OnnxRuntimeRunner.unavailable_reason():
+            return f"{reason}-gpu"
+        if not ort_provider_library("cuda"):
+            return ("the installed onnxruntime is the CPU-only build (no CUDA execution provider): "
+                    + INSTALL_ORT_GPU)
+        found, why = gpus()
+        if not found:
+            return why
+        import onnxruntime  # only reached on a machine with a GPU and a GPU build's files
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return ("onnxruntime does not list CUDAExecutionProvider (two builds installed over "
+                    "each other?): " + INSTALL_ORT_GPU)
+        return None
     defaults: ClassVar[dict[str, Any]] = {
         **OnnxRuntimeRunner.defaults, "device_id": 0, "cuda_graph": True,
         "cudnn_conv_algo_search": "EXHAUSTIVE", "prefer_nhwc": True,
@@ -335,6 +380,18 @@ class OnnxRuntimeTrtRunner(OnnxRuntimeCudaRunner):
     """ONNX Runtime's TensorRT EP (FP16 switch, engine cache), CUDA EP for what TRT rejects."""
 
     kind: ClassVar[str] = "onnxruntime-trt"
+    description: ClassVar[str] = "ONNX Runtime, TensorRT execution provider"
+    has_fp16_graph: ClassVar[bool] = False  # the TensorRT EP builds FP16 from the FP32 graph
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if reason := OnnxRuntimeCudaRunner.unavailable_reason():
+            return reason
+        if not ort_provider_library("tensorrt"):
+            return "this onnxruntime build has no TensorRT execution provider: " + INSTALL_ORT_GPU
+        if find_library("nvinfer", ("tensorrt_libs", "tensorrt")) is None:
+            return "the TensorRT libraries (libnvinfer) are not installed: " + INSTALL_TRT
+        return None
     defaults: ClassVar[dict[str, Any]] = {**OnnxRuntimeCudaRunner.defaults, "cuda_graph": False,
                                           "engine_cache_dir": None}
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from exporter.errors import DependencyError, UsageError
-from runtimes.availability import cpu_name, gpus
 from runtimes.base import InputSpec, Runner
+from runtimes.probe import cpu_name, gpus, spec_dirs, version
+
+if TYPE_CHECKING:
+    from exporter.layout import ExportDir
 
 PADDLE_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64,
                  "int64": np.int64, "int32": np.int32, "int8": np.int8, "uint8": np.uint8,
@@ -76,6 +79,34 @@ class PaddleRunner(Runner):
     """Paddle Inference on an exported program (``inference.json``/``.pdmodel`` + ``.pdiparams``)."""
 
     kind: ClassVar[str] = "paddle"
+    description: ClassVar[str] = ("Paddle Inference on the exported Paddle program (CPU oneDNN; "
+                                  "GPU + Paddle-TRT)")
+    distributions: ClassVar[tuple[str, ...]] = ("paddlepaddle", "paddlepaddle-gpu")
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        dirs = spec_dirs("paddle")
+        if not dirs:
+            return "Paddle is not installed: pip install 'paddlepaddle>=3.3,<3.4' (or paddlepaddle-gpu)"
+        if not any((d / "inference").is_dir() for d in dirs):
+            return f"the installed paddle ({dirs[0]}) has no paddle.inference: reinstall paddlepaddle"
+        return None
+
+    @classmethod
+    def device_note(cls) -> str:
+        return " (GPU build)" if version("paddlepaddle-gpu") else " (CPU build)"
+
+    @classmethod
+    def export_file(cls, export: ExportDir, fp16: bool = False) -> Path:
+        return export.paddle_program()
+
+    @classmethod
+    def target_file(cls, target: Path, fp16: bool = False) -> Path:
+        """A program file, its prefix (``DIR/inference``), or a folder holding one."""
+        from exporter.layout import find_paddle_program
+
+        return find_paddle_program(target)
+
     defaults: ClassVar[dict[str, Any]] = {
         "device": "cpu", "threads": None, "onednn": True, "ir_optim": True,
         "gpu_id": 0, "gpu_memory_mb": 256, "tensorrt": False, "fp16": False,

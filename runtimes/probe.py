@@ -52,7 +52,8 @@ def gpus() -> tuple[tuple[dict[str, Any], ...], str]:
     """Visible NVIDIA GPUs from the CUDA driver API, and a reason when there are none.
 
     Honours CUDA_VISIBLE_DEVICES like every CUDA program. Each GPU: index, name,
-    compute_capability ("9.0"), driver (CUDA driver API version, "12.8").
+    compute_capability ("9.0"), driver (CUDA driver API version, "12.8"), memory_mib and
+    max_sm_clock_mhz (what a latency figure depends on).
     """
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
         return (), f"no GPU is visible (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r})"
@@ -72,9 +73,13 @@ def gpus() -> tuple[tuple[dict[str, Any], ...], str]:
         cuda.cuDeviceGetName(name, 256, device)
         cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, device)  # COMPUTE_CAPABILITY_MAJOR
         cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)  # COMPUTE_CAPABILITY_MINOR
+        clock, memory = ctypes.c_int(0), ctypes.c_size_t(0)
+        cuda.cuDeviceGetAttribute(ctypes.byref(clock), 13, device)  # CLOCK_RATE (peak, kHz)
+        cuda.cuDeviceTotalMem_v2(ctypes.byref(memory), device)
         found.append({"index": index, "name": name.value.decode(errors="replace"),
                       "compute_capability": f"{major.value}.{minor.value}",
-                      "driver": f"{version.value // 1000}.{version.value % 1000 // 10}"})
+                      "driver": f"{version.value // 1000}.{version.value % 1000 // 10}",
+                      "memory_mib": memory.value >> 20, "max_sm_clock_mhz": clock.value // 1000})
     return tuple(found), ""
 
 

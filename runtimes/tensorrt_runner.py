@@ -21,10 +21,13 @@ from exporter.errors import RuntimeFault, UsageError
 from runtimes.base import InputSpec, Runner
 from runtimes.engine_info import check_loadable, read_sidecar
 from runtimes.probe import gpus
-from runtimes.trt_backends import BACKENDS, Backend, use_backend
+from runtimes.trt_backends import (BACKENDS, TENSORRT, TENSORRT_RTX, Backend, describe_backends,
+                                   use_backend)
 
 if TYPE_CHECKING:
     import tensorrt as trt
+
+    from exporter.layout import ExportDir
 
 _CAPTURE_THREAD_LOCAL = 1  # cudaStreamCaptureModeThreadLocal, as trtexec captures
 
@@ -114,7 +117,42 @@ class TensorRTRunner(Runner):
     """A serialized TensorRT engine (``build-engine`` output) with buffers allocated once."""
 
     kind: ClassVar[str] = "tensorrt"
+    description: ClassVar[str] = ("TensorRT engine (a full TensorRT or TensorRT-RTX plan, run by "
+                                  "the backend that built it)")
+    distributions: ClassVar[tuple[str, ...]] = TENSORRT.distributions + TENSORRT_RTX.distributions
+    runs_fp16: ClassVar[bool] = True  # the FP16 engine
     defaults: ClassVar[dict[str, Any]] = {"fp16": False, "cuda_graph": False}
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """A plan runs with the backend that built it: full TensorRT on the GPU model it was
+        built on, TensorRT-RTX on the RTX-class GPUs it targets; either needs a GPU."""
+        found, _ = gpus()
+        gpu = found[0] if found else None
+        installed = [b for b in BACKENDS.values() if b.installed_reason() is None]
+        if not installed:
+            return (f"neither TensorRT nor TensorRT-RTX is installed: {TENSORRT.install}, or "
+                    f"{TENSORRT_RTX.install}")
+        reasons = [f"{b.title}: {reason}" for b in installed if (reason := b.run_reason(gpu))]
+        if len(reasons) < len(installed):
+            return None
+        builds = [b.title for b in installed if b.build_reason() is None]
+        return "; ".join(reasons) + (f" (engines still build here with {builds[0]}: crossrt "
+                                     "build-engine)" if builds else "")
+
+    @classmethod
+    def export_file(cls, export: ExportDir, fp16: bool = False) -> Path:
+        """The export's engine, built on first use, reused while its graph's hash is unchanged."""
+        from runtimes.engine import ensure_engine
+
+        if not export.onnx_path().is_file():
+            raise UsageError(f"{export.onnx_path()} is missing: export it with crossrt "
+                             "export-onnx MODEL")
+        return ensure_engine(export.onnx_path(), fp16)[0]
+
+    @classmethod
+    def details(cls) -> dict[str, Any]:
+        return {"backends": describe_backends()}  # which plans this machine builds and runs
 
     def __init__(self, path: Any, **options: Any):
         super().__init__(path, **options)

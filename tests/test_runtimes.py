@@ -328,9 +328,9 @@ def test_gpu_build_without_gpu_says_no_gpu(tmp_path):
 
 
 def test_cpu_only_onnxruntime_says_what_to_install():
-    from runtimes.availability import _ort_provider_library
+    from runtimes.onnxrt import ort_provider_library
 
-    if _ort_provider_library("cuda"):
+    if ort_provider_library("cuda"):
         pytest.skip("this onnxruntime has the CUDA provider")
     available, reason = runtimes.is_available("onnxruntime-cuda")
     assert not available
@@ -383,3 +383,37 @@ def test_paddle_program_forms(tmp_path):
         assert runtimes.resolve_target("paddle", target) == program
     with pytest.raises(UsageError, match="no Paddle inference program"):
         runtimes.resolve_target("paddle", tmp_path / "elsewhere")
+
+
+def test_a_runtime_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
+    """A runner class declares everything about itself; RUNNERS is the only list it joins."""
+    import importlib
+
+    from runtimes import factory
+
+    availability = importlib.import_module("runtimes.availability")  # not the function
+    (tmp_path / "toy_runner.py").write_text(
+        "from runtimes.onnxrt import OnnxRuntimeRunner\n"
+        "class ToyRunner(OnnxRuntimeRunner):\n"
+        "    kind = 'toy'\n"
+        "    description = 'ONNX Runtime under another name'\n"
+        "    @classmethod\n"
+        "    def unavailable_reason(cls):\n"
+        "        return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(availability, "RUNNERS", (*availability.RUNNERS, "toy_runner:ToyRunner"))
+    availability.runner_classes.cache_clear()
+    try:
+        rows = {row["kind"]: row for row in availability.availability()}
+        assert rows["toy"]["available"] and rows["toy"]["description"].startswith("ONNX Runtime")
+        onnx = write_tiny_onnx(tmp_path / "export" / "model.onnx")
+        assert factory.resolve_target("toy", onnx.parent) == onnx  # the class's export_file
+        feed = _batch(onnx.parent, 2)
+        with factory.create_runner("toy", onnx.parent) as toy, \
+                factory.create_runner("onnxruntime", onnx.parent) as ort:
+            np.testing.assert_array_equal(toy.infer(feed)["logits"], ort.infer(feed)["logits"])
+    finally:
+        monkeypatch.undo()
+        availability.runner_classes.cache_clear()
+    with pytest.raises(UsageError, match="unknown runtime 'toy'"):
+        availability.check_kind("toy")

@@ -91,12 +91,12 @@ def test_report_lists_failures_and_noise():
     noisy.update(noisy=True, cv=0.12)
     recs = [record("EfficientNetB0", "fp32", 1, None, failure="RuntimeError: out of memory"), noisy]
     doc = {"table": "t4", "runtime": "onnxruntime-cuda", "method_text": "m",
-           "machine": {"gpus": [{"name": "NVIDIA H200", "driver": "570.1", "sm_clock_mhz": "1980",
-                                 "max_sm_clock_mhz": "1980"}]}, "records": recs}
+           "machine": {"gpus": [{"name": "NVIDIA H200", "compute_capability": "9.0",
+                                 "driver": "12.8", "max_sm_clock_mhz": 1980}]}, "records": recs}
     report = markdown_report(doc)
     assert "EfficientNetB0 FP32 bs1: failed: RuntimeError: out of memory" in report
     assert "12.0% > 5%" in report
-    assert "NVIDIA H200 (driver 570.1, SM clock 1980/1980 MHz)" in report
+    assert "NVIDIA H200 (sm 9.0, CUDA driver 12.8, peak SM clock 1980 MHz)" in report
     assert T4_HEADER in report
 
 

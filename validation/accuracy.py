@@ -34,7 +34,7 @@ from exporter.preprocess import preprocess, read_image
 from exporter.specs import ModelSpec, get_spec
 from validation.datasets import Dataset, Sample, load_dataset
 from validation.report import weights_warning
-from validation.validate import ONNX_KINDS, Participant, _reference, _resolve_target
+from validation.validate import Participant, _reference, _resolve_target, participants
 
 DEFAULT_BATCH_SIZE = 8  # within the default TensorRT profile (1 to 8)
 MAX_EXCLUDED = 0.01  # more missing or unreadable images than this fraction: bad dataset
@@ -136,8 +136,7 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
     workers = default_workers() if workers is None else workers
     _check_options(batch_size, workers, max_top1_drop, min_top1, predictions, resume)
     ref = _reference(reference)
-    if runtimes is not None:  # unknown names refused before any export starts
-        _check_kinds(runtimes)
+    chosen = _participants(runtimes, ref, fp16)  # unknown names refused before any export
     export_dir, manifest, warnings = _resolve_target(target, fp16, say)
     spec = get_spec(manifest["model"])
     data = load_dataset(dataset, labels, num_classes=spec.num_classes, limit=limit)
@@ -147,16 +146,15 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
         raise UsageError(f"{len(missing)} of {len(data.samples)} images do not exist (more than "
                          f"{MAX_EXCLUDED:.0%}), e.g. {data.file(missing[0])}; are the list's "
                          "paths relative to --dataset?")
-    participants = _participants(runtimes, ref, export_dir, fp16)
-    tally = Tally([p.label for p in participants], ref.label)
+    tally = Tally([p.label for p in chosen], ref.label)
     header = {"format": FORMAT, "model": spec.name, "target": str(export_dir.resolve()),
-              "reference": ref.label, "runtimes": [p.label for p in participants],
+              "reference": ref.label, "runtimes": [p.label for p in chosen],
               "dataset": data.fingerprint(), "images": len(data.samples)}
     writer = PredictionsWriter(predictions, header, resume, say)
     done = writer.open(tally)
     todo = [s for s in data.samples if s.index not in done]
     say(f"{spec.name}: {len(data.samples)} images ({data.layout} layout), reference {ref.label}, "
-        f"runtimes {', '.join(p.label for p in participants[1:]) or 'none besides it'}"
+        f"runtimes {', '.join(p.label for p in chosen[1:]) or 'none besides it'}"
         + (f"; {len(done)} already done" if done else ""))
     if (note := synthetic_note(manifest.get("weights", {}))) is not None:
         say(note)
@@ -164,7 +162,7 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
     try:
         with ExitStack() as stack:
             runners = {p.label: stack.enter_context(_runner(p, export_dir, workers > 0, say))
-                       for p in participants}
+                       for p in chosen}
             started = time.perf_counter()  # images/s of the images, not of loading runtimes
             if progress is not None:
                 progress.start(len(data.samples), len(done))
@@ -219,32 +217,12 @@ def _check_options(batch_size: int, workers: int, max_top1_drop: float | None,
                          "(the one the interrupted run wrote)")
 
 
-def _check_kinds(kinds: Sequence[str]) -> list[str]:
-    from runtimes import RUNNER_KINDS
-
-    for kind in kinds:
-        if kind not in RUNNER_KINDS:
-            raise UsageError(f"unknown runtime {kind!r}; choose from {', '.join(RUNNER_KINDS)}")
-    return list(dict.fromkeys(kinds))
-
-
-def _participants(requested: Sequence[str] | None, ref: Participant, export_dir: Path,
+def _participants(requested: Sequence[str] | None, ref: Participant,
                   fp16: bool) -> list[Participant]:
-    """The reference first, then the runtimes beside it: ``requested``, else every one
-    available here (TensorRT when its engine was built); with ``fp16`` also the FP16 graph
-    of each ONNX runtime and the FP16 engine when there is one. The reference alone is a
-    valid run: its own accuracy."""
-    from runtimes import RUNNER_KINDS, is_available
-    from runtimes.factory import ENGINE_FILE, ENGINE_FP16_FILE
-
-    kinds = _check_kinds(requested) if requested is not None else [
-        kind for kind in RUNNER_KINDS if is_available(kind)[0]
-        and (kind != "tensorrt" or (export_dir / ENGINE_FILE).is_file())]
-    chosen = [ref] + [Participant(kind) for kind in kinds if kind != ref.kind]
-    if fp16:
-        chosen += [Participant(kind, "fp16") for kind in kinds if kind in ONNX_KINDS
-                   or (kind == "tensorrt" and (export_dir / ENGINE_FP16_FILE).is_file())]
-    return chosen
+    """The reference first, then the runtimes beside it, chosen as validate chooses them
+    (FP16 graphs and engines with ``fp16``). The reference alone is a valid run: its own
+    accuracy."""
+    return [ref, *participants(requested, ref, fp16)]
 
 
 def _runner(participant: Participant, export_dir: Path, decoding_beside: bool,

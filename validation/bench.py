@@ -16,8 +16,6 @@ import json
 import math
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +30,10 @@ from exporter.specs import BATCH_SIZES, ModelSpec, get_spec
 from validation import tables
 from validation.timing import Method, TimingStats, measure
 
-TABLES = ("t4", "v100")
-TABLE_PRECISIONS = {"t4": ("fp16", "fp32"), "v100": ("fp32",)}
+TABLES = tuple(tables.TABLE_PRECISIONS)  # PaddleClas's latency tables: t4, v100
+TABLE_PRECISIONS = tables.TABLE_PRECISIONS
 PRECISIONS = ("fp16", "fp32")
+DEFAULT_RESULTS = Path("artifacts") / "bench"
 RUNTIME_PREFERENCE = ("tensorrt", "onnxruntime-cuda", "onnxruntime")  # best first
 RESULTS_FILE, MARKDOWN_FILE, CSV_FILE, FIGURE_FILE = ("bench.json", "bench.md", "bench.csv",
                                                       "bench.png")
@@ -390,8 +389,9 @@ def weights_source(target: Path) -> Any:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model and threads, GPUs (name, driver, SM clock) when nvidia-smi answers, versions."""
-    from runtimes.availability import cpu_name
+    """CPU model and threads, GPUs (name, compute capability, driver, memory, peak SM clock)
+    from the CUDA driver, versions."""
+    from runtimes.probe import cpu_name, gpus
 
     info: dict[str, Any] = {
         "cpu": cpu_name(), "logical_cpus": os.cpu_count(),
@@ -399,27 +399,9 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(), "python": platform.python_version(),
         "versions": provenance.tool_versions(),
     }
-    if gpus := _nvidia_gpus():
-        info["gpus"] = gpus
+    if found := gpus()[0]:
+        info["gpus"] = list(found)
     return info
-
-
-_GPU_FIELDS = ("name", "driver_version", "clocks.sm", "clocks.max.sm", "memory.total")
-
-
-def _nvidia_gpus() -> list[dict[str, str]]:
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        out = subprocess.run([smi, f"--query-gpu={','.join(_GPU_FIELDS)}",
-                              "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=15, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    keys = ("name", "driver", "sm_clock_mhz", "max_sm_clock_mhz", "memory_mib")
-    return [dict(zip(keys, (v.strip() for v in line.split(",")))) for line in out.splitlines()
-            if line.strip()]
 
 
 # ---------------------------------------------------------------------------- progress

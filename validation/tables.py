@@ -15,10 +15,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from exporter.specs import BATCH_SIZES, SPECS, ModelSpec, get_spec
+from validation.timing import NOISY_CV
 
 MISSING = "-"
 TABLE_TITLES = {"t4": "T4 GPU (PaddleClas)", "v100": "V100 GPU (PaddleClas)"}
-_SEED_PRECISIONS = {"t4": ("fp16", "fp32"), "v100": ("fp32",)}
+TABLE_PRECISIONS = {"t4": ("fp16", "fp32"), "v100": ("fp32",)}  # the columns each table has
 _LATENCY_KEYS = ("min", "median", "mean", "p90", "p99", "max")
 CSV_COLUMNS = (
     "model", "family", "runtime", "table", "precision", "precision_used", "batch_size", "status",
@@ -70,7 +71,7 @@ def cell_text(record: Record | None, published: float | None) -> str:
 def columns(table: str, records: Iterable[Record]) -> list[tuple[str, int]]:
     """(precision, batch size) columns: the seed's, plus any other the records hold."""
     records = list(records)
-    precisions = set(_SEED_PRECISIONS[table]) | {r["precision"] for r in records}
+    precisions = set(TABLE_PRECISIONS[table]) | {r["precision"] for r in records}
     batch_sizes = set(BATCH_SIZES) | {r["batch_size"] for r in records}
     return [(p, b) for p in ("fp16", "fp32") if p in precisions for b in sorted(batch_sizes)]
 
@@ -101,8 +102,8 @@ def markdown_table(records: Sequence[Record], table: str = "t4") -> str:
 def machine_summary(machine: dict[str, Any]) -> str:
     """One line: the GPUs with driver and SM clock when present, else the CPU and its threads."""
     if gpus := machine.get("gpus"):
-        return "; ".join(f"{g['name']} (driver {g['driver']}, SM clock {g['sm_clock_mhz']}"
-                         f"/{g['max_sm_clock_mhz']} MHz)" for g in gpus)
+        return "; ".join(f"{g['name']} (sm {g['compute_capability']}, CUDA driver "
+                         f"{g['driver']}, peak SM clock {g['max_sm_clock_mhz']} MHz)" for g in gpus)
     return (f"{machine.get('cpu', 'unknown CPU')}, {machine.get('usable_cpus')} usable of "
             f"{machine.get('logical_cpus')} logical CPUs")
 
@@ -128,8 +129,8 @@ def notes(records: Sequence[Record]) -> list[str]:
         if ran_other_precision(r):
             lines.append(f"{where}*: ran in {r['precision_used']}")
         if r.get("noisy"):
-            lines.append(f"{where}: coefficient of variation {r['cv']:.1%} > 5%: noisy machine; "
-                         "lock clocks / close other work")
+            lines.append(f"{where}: coefficient of variation {r['cv']:.1%} > {NOISY_CV:.0%}: "
+                         "noisy machine; lock clocks / close other work")
     return lines
 
 

@@ -27,7 +27,6 @@ from validation.compare import Tolerance, compare_outputs, degenerate_reference,
 from validation.report import ComparisonRecord, ReportContext
 
 DEFAULT_BATCH_SIZES = (1, 4)
-ONNX_KINDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-trt")
 
 Reporter = Callable[[str], None]
 
@@ -38,6 +37,13 @@ class Participant:
 
     kind: str
     precision: str = "fp32"
+
+    @property
+    def localizable(self) -> bool:
+        """Its graph's tensors can be marked as outputs (an ONNX Runtime runner)."""
+        from runtimes.factory import runner_class
+
+        return runner_class(self.kind).localizable
 
     @property
     def label(self) -> str:
@@ -75,12 +81,9 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
         _tolerance(precision, overrides)
     _check_arguments(batch_sizes, random, seed, images, load_outputs)
     ref = _reference(reference)
-    if runtimes is not None:  # known now; the default set depends on the export's files
-        participants = _participants(runtimes, ref, None, fp16, bool(load_outputs))
+    chosen = _participants(runtimes, ref, fp16, bool(load_outputs))
     export_dir, manifest, warnings = _resolve_target(target, fp16, say)
     spec = get_spec(manifest["model"])
-    if runtimes is None:
-        participants = _participants(None, ref, export_dir, fp16, bool(load_outputs))
     for batch_size in batch_sizes:
         check_batch_fits(spec, batch_size)
     names, samples = _inputs(spec, images, random, seed)
@@ -88,19 +91,19 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
     feeds = {bs: [(chunk_names, {spec.input_name: chunk}) for chunk_names, chunk in
                   zip(batches(np.array(names), bs), batches(samples, bs))]
              for bs in sorted(set(batch_sizes))}
-    outputs = {p: _run(p, export_dir, feeds, say) for p in [ref, *participants]}
+    outputs = {p: _run(p, export_dir, feeds, say) for p in [ref, *chosen]}
     reference_out = {bs: _concat(runs) for bs, runs in outputs[ref].items()}
     if (warning := degenerate_reference(reference_out[min(feeds)])) is not None:
         warnings.append(warning)
     records = []
-    for participant in participants:
+    for participant in chosen:
         tolerance = _tolerance(participant.precision, overrides)
         localized = False  # once per runtime: every batch size runs the same graph
         for bs, runs in outputs[participant].items():
             result = compare_outputs(reference_out[bs], _concat(runs), tolerance)
             localization = None
             wanted = localize or (localize is None and not result)
-            if participant.kind in ONNX_KINDS and wanted and not localized:
+            if participant.localizable and wanted and not localized:
                 say(f"localising {participant.label} at batch {bs}")
                 localization = _localize(participant, export_dir, feeds[bs][0][1], tolerance)
                 localized = True
@@ -224,25 +227,30 @@ def _reference(reference: str | None) -> Participant:
     return Participant(reference)
 
 
-def _participants(requested: Sequence[str] | None, ref: Participant,
-                  export_dir: Path | None, fp16: bool, loaded: bool) -> list[Participant]:
-    """The runtimes to compare (default: every one available here, with its file in
-    ``export_dir``), FP16 graphs with --fp16; a requested runtime must be available, and
-    something must be compared (these, or ``loaded`` saved outputs)."""
+def participants(requested: Sequence[str] | None, ref: Participant,
+                 fp16: bool) -> list[Participant]:
+    """The runtimes beside the reference: ``requested`` (each must be available here), else
+    every one available here; with ``fp16`` also each that runs FP16 (the FP16 graph, or
+    engine), as its runner class declares."""
     import runtimes
-    from runtimes.factory import require_available
+    from runtimes.factory import require_available, runner_class
 
     if requested is not None:
         kinds = list(dict.fromkeys(requested))
         for kind in kinds:
             require_available(kind)
     else:
-        assert export_dir is not None, "the default runtimes depend on the export's files"
-        kinds = [k for k in runtimes.RUNNER_KINDS if runtimes.is_available(k)[0]
-                 and (k != "tensorrt" or ExportDir(export_dir).engine_path().is_file())]
+        kinds = [k for k in runtimes.RUNNER_KINDS if runtimes.is_available(k)[0]]
     chosen = [Participant(k) for k in kinds if Participant(k) != ref]
     if fp16:
-        chosen += [Participant(k, "fp16") for k in kinds if k in ONNX_KINDS]
+        chosen += [Participant(k, "fp16") for k in kinds if runner_class(k).runs_fp16]
+    return chosen
+
+
+def _participants(requested: Sequence[str] | None, ref: Participant, fp16: bool,
+                  loaded: bool) -> list[Participant]:
+    """:func:`participants`, of which there must be some (or ``loaded`` saved outputs)."""
+    chosen = participants(requested, ref, fp16)
     if not chosen and not loaded:
         raise UsageError(_NOTHING_TO_COMPARE)
     return chosen
