@@ -22,8 +22,8 @@ import runtimes
 from exporter.errors import DependencyError, ExportError, UsageError
 from exporter.specs import get_spec
 from validation.bench import (CSV_FILE, FIGURE_FILE, MARKDOWN_FILE, RESULTS_FILE, BenchConfig,
-                              LineProgress, best_runtime, progress_reporter, record_key,
-                              run_bench, run_sweep)
+                              best_runtime, progress_reporter, record_key, run_bench, run_sweep)
+from validation.progress import LineProgress
 from validation.tables import CSV_COLUMNS, format_ms
 
 WEIGHTS = {"kind": "synthetic", "seed": 7}
@@ -106,7 +106,7 @@ def test_real_sweep_writes_markdown_json_csv_and_png(tmp_path, tiny_export):
                  batch_sizes=[1, 2])
     lines = io.StringIO()
     result = run_bench(cfg, tmp_path / "out", json_path=tmp_path / "copy.json",
-                       export=exporting(tiny_export), progress=LineProgress(lines))
+                       export=exporting(tiny_export), progress=progress_reporter(lines))
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} == {RESULTS_FILE, MARKDOWN_FILE, CSV_FILE, FIGURE_FILE}
 
@@ -151,7 +151,8 @@ def test_real_sweep_writes_markdown_json_csv_and_png(tmp_path, tiny_export):
     assert 400 <= height <= 2000 and 600 <= width <= 3000
 
     progress = lines.getvalue().splitlines()
-    assert len(progress) == 4 and progress[-1].startswith("[4/4] ResNeXt101_32x8d_wsl FP32 bs2")
+    assert len(progress) == 4 and progress[-1].startswith("bench: ResNeXt101_32x8d_wsl FP32 bs2")
+    assert "; 4/4 cells" in progress[-1]
     assert all("ms median" in line and "ETA" in line for line in progress)
 
 
@@ -180,9 +181,10 @@ def test_failing_cells_are_recorded_and_the_sweep_goes_on(tmp_path, batch1_expor
 
 
 class StopAfterFirstCell(LineProgress):
-    def finish(self, cell, record):
-        super().finish(cell, record)
-        raise KeyboardInterrupt
+    def advance(self, count=1, **what):
+        super().advance(count, **what)
+        if count:  # the first cell is done
+            raise KeyboardInterrupt
 
 
 def test_resume_runs_only_the_cells_left_after_an_interrupt(tmp_path, tiny_export):
@@ -192,22 +194,22 @@ def test_resume_runs_only_the_cells_left_after_an_interrupt(tmp_path, tiny_expor
     bound: list[int] = []
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, path, export=exporting(tiny_export), make_runner=counting_runner(bound),
-                  progress=StopAfterFirstCell(io.StringIO()))
+                  progress=StopAfterFirstCell(io.StringIO(), "bench", "cells"))
     first = json.loads(path.read_text())["records"]
     assert [record_key(r) for r in first] == [("EfficientNetB0", "onnxruntime", "fp32", 1)]
 
     bound.clear()
     lines = io.StringIO()
     result = run_sweep(cfg, path, resume=True, export=exporting(tiny_export),
-                       make_runner=counting_runner(bound), progress=LineProgress(lines))
+                       make_runner=counting_runner(bound), progress=progress_reporter(lines))
     assert bound == [2, 1, 2]  # the three cells left, nothing twice
     final = json.loads(path.read_text())["records"]
     assert final == result.records and final[0] == first[0]  # kept as measured
     assert sorted(record_key(r) for r in final) == sorted(
         (m, "onnxruntime", "fp32", b) for m in ("EfficientNetB0", "EfficientNetB0_small")
         for b in (1, 2))
-    assert lines.getvalue().startswith("resuming: 1 of 4 cells already measured")
-    assert lines.getvalue().splitlines()[1].startswith("[2/4] ")
+    assert lines.getvalue().startswith("bench: resuming, 1 of 4 cells already done")
+    assert "; 2/4 cells" in lines.getvalue().splitlines()[1]
 
     bound.clear()  # without resume the sweep starts over
     run_sweep(cfg, path, export=exporting(tiny_export), make_runner=counting_runner(bound))

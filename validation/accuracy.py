@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -24,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import numpy as np
 
@@ -33,6 +32,7 @@ from exporter.errors import UsageError
 from exporter.preprocess import preprocess, read_image
 from exporter.specs import ModelSpec, get_spec
 from validation.datasets import Dataset, Sample, load_dataset
+from validation.progress import Progress
 from validation.report import weights_warning
 from validation.validate import Participant, _reference, _resolve_target, participants
 
@@ -43,12 +43,6 @@ FORMAT = "crossrt-accuracy-predictions/1"
 EXAMPLES = 5  # differing images kept per runtime for the report (all are in --predictions)
 
 Reporter = Callable[[str], None]
-
-
-class Progress(Protocol):
-    def start(self, total: int, done: int) -> None: ...
-    def advance(self, count: int) -> None: ...
-    def stop(self) -> None: ...
 
 
 @dataclass
@@ -565,62 +559,8 @@ def _fraction(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-# ---------------------------------------------------------------------------- progress
-
 def progress_reporter(stream: IO[str] | None = None) -> Progress:
-    """A rich bar (images/s, ETA) on a terminal, a line every few seconds otherwise."""
-    stream = stream or sys.stderr
-    return RichProgress(stream) if stream.isatty() else LineProgress(stream)
+    """Images done, images/s and the ETA: a bar on a terminal, a line every 10 s otherwise."""
+    from validation.progress import progress_reporter as reporter
 
-
-class LineProgress:
-    def __init__(self, stream: IO[str], every_s: float = 10.0):
-        self.stream, self.every_s = stream, every_s
-        self.total = self.done = self.counted = 0
-        self.started = self.last = time.monotonic()
-
-    def start(self, total: int, done: int) -> None:
-        self.total, self.done, self.counted = total, done, 0
-        self.started = self.last = time.monotonic()
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        self.counted += count
-        now = time.monotonic()
-        if now - self.last >= self.every_s or self.done >= self.total:
-            self.last = now
-            speed = self.counted / max(now - self.started, 1e-9)
-            eta = round((self.total - self.done) / speed) if speed else 0
-            print(f"accuracy: {self.done}/{self.total} images, {speed:.1f} images/s, "
-                  f"ETA {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}",
-                  file=self.stream, flush=True)
-
-    def stop(self) -> None:
-        pass
-
-
-class RichProgress:
-    def __init__(self, stream: IO[str]):
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        self.bar = Progress(TextColumn("accuracy"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[speed]} images/s"), TimeElapsedColumn(),
-                            TextColumn("ETA"), TimeRemainingColumn(),
-                            console=Console(file=stream))
-        self.task: Any = None
-        self.started, self.counted = time.monotonic(), 0
-
-    def start(self, total: int, done: int) -> None:
-        self.bar.start()
-        self.task = self.bar.add_task("accuracy", total=total, completed=done, speed="-")
-        self.started, self.counted = time.monotonic(), 0
-
-    def advance(self, count: int) -> None:
-        self.counted += count
-        speed = self.counted / max(time.monotonic() - self.started, 1e-9)
-        self.bar.update(self.task, advance=count, speed=f"{speed:.1f}")
-
-    def stop(self) -> None:
-        self.bar.stop()
+    return reporter("accuracy", "images", stream, every_s=10.0)

@@ -16,18 +16,17 @@ import json
 import math
 import os
 import platform
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from exporter import provenance
 from exporter.errors import DependencyError, UsageError
 from exporter.preprocess import check_batch_fits
 from exporter.specs import BATCH_SIZES, ModelSpec, get_spec
 from validation import tables
+from validation.progress import Progress
 from validation.timing import Method, TimingStats, measure
 
 TABLES = tuple(tables.TABLE_PRECISIONS)  # PaddleClas's latency tables: t4, v100
@@ -163,15 +162,6 @@ class BenchResult:
         return tables.notes(self.records)
 
 
-class Progress(Protocol):
-    """Where the sweep reports progress; the CLI passes one, library callers may not."""
-
-    def start(self, total: int, done: int) -> None: ...
-    def begin(self, cell: Cell) -> None: ...
-    def finish(self, cell: Cell, record: dict[str, Any]) -> None: ...
-    def stop(self) -> None: ...
-
-
 # ---------------------------------------------------------------------------- the sweep
 
 
@@ -221,7 +211,9 @@ def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = F
         result.records.append(record)
         provenance.write_json(results_path, result.to_json())
         if progress:
-            progress.finish(cell, record)
+            outcome = (f"{record['latency_ms']['median']:.2f} ms median"
+                       if record["status"] == "ok" else f"{record['status']}: {record['reason']}")
+            progress.advance(1, note=f"{cell.label()}: {outcome}")
 
     if progress:
         progress.start(total=len(cells), done=len(cells) - len(todo))
@@ -267,7 +259,7 @@ def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export
 def _time_cell(config: BenchConfig, spec: ModelSpec, cell: Cell, runner: Any,
                extra: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
     if progress:
-        progress.begin(cell)
+        progress.advance(0, now=cell.label())
     try:
         stats = time_runner(runner, spec, cell.batch_size, config.method)
     except Exception as exc:  # noqa: BLE001 - out of memory, runtime errors: recorded
@@ -404,71 +396,8 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-# ---------------------------------------------------------------------------- progress
-
-
 def progress_reporter(stream: IO[str] | None = None) -> Progress:
-    """A rich progress bar (current cell, ETA) on a terminal, plain lines otherwise (CI logs)."""
-    stream = stream or sys.stderr
-    return RichProgress(stream) if stream.isatty() else LineProgress(stream)
+    """The sweep's progress: the cell being timed, cells done, ETA (a bar, or a line per cell)."""
+    from validation.progress import progress_reporter as reporter
 
-
-class LineProgress:
-    """One line per finished cell with its median and an ETA from the mean cell time."""
-
-    def __init__(self, stream: IO[str]):
-        self.stream = stream
-        self.total = self.done = self.timed = 0
-        self.started = time.monotonic()
-
-    def start(self, total: int, done: int) -> None:
-        self.total, self.done, self.timed = total, done, 0
-        self.started = time.monotonic()
-        if done:
-            print(f"resuming: {done} of {total} cells already measured", file=self.stream)
-
-    def begin(self, cell: Cell) -> None:
-        pass
-
-    def finish(self, cell: Cell, record: dict[str, Any]) -> None:
-        self.done += 1
-        self.timed += 1
-        per_cell = (time.monotonic() - self.started) / self.timed
-        eta = datetime.timedelta(seconds=round(per_cell * (self.total - self.done)))
-        outcome = (f"{record['latency_ms']['median']:.2f} ms median" if record["status"] == "ok"
-                   else f"{record['status']}: {record['reason']}")
-        print(f"[{self.done}/{self.total}] {cell.label()}: {outcome} (ETA {eta})",
-              file=self.stream, flush=True)
-
-    def stop(self) -> None:
-        pass
-
-
-class RichProgress:
-    """A rich bar showing the cell being timed, cells done and the time remaining."""
-
-    def __init__(self, stream: IO[str]):
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
-
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), console=Console(file=stream))
-        self.task: Any = None
-
-    def start(self, total: int, done: int) -> None:
-        self.bar.start()
-        self.task = self.bar.add_task("bench", total=total, completed=done)
-
-    def begin(self, cell: Cell) -> None:
-        self.bar.update(self.task, description=cell.label())
-
-    def finish(self, cell: Cell, record: dict[str, Any]) -> None:
-        if record["status"] != "ok":
-            self.bar.console.print(f"{cell.label()}: {record['status']}: {record['reason']}")
-        self.bar.advance(self.task)
-
-    def stop(self) -> None:
-        self.bar.stop()
-
+    return reporter("bench", "cells", stream)
