@@ -4,9 +4,9 @@ Plain counts: ``params_m`` is every trainable parameter (BatchNorm running stati
 excluded) in millions; ``macs_g`` the multiply-accumulates of all convolutions and the
 classifier for one image at the crop size, in G.
 
-The seed's "Parameters" and "FLOPS" columns are not plain counts (ResNeXt101_32x48d_wsl has
-828M parameters, the table says 456.2M): they come from the old Paddle static-graph statistics
-tool, which walked the ops of a program with these rules:
+PaddleClas's published "Parameters" and "FLOPS" columns are not plain counts
+(ResNeXt101_32x48d_wsl has 828M parameters, the table says 456.2M): they come from the old
+Paddle static-graph statistics tool, which walked the ops of a program with these rules:
 
 * convolution: ``kernel_ops = kh * kw * (weight in-channels / groups)``. The weight's
   in-channel axis already holds in_channels / groups, so grouped and depthwise convolutions
@@ -19,6 +19,9 @@ tool, which walked the ops of a program with these rules:
   positive, as the number of elements, leaves the ResNeXt figures 0.16-0.29% high instead of
   0.00-0.09%); swish and element-wise ops: 0;
 * pooling: output elements * kernel area (a global average pool: C).
+
+Those rules (``_RULES``) cover every op of both families; a family whose networks use another
+op declares its rule in its ``COUNTING_RULES`` (see exporter.family.ModelFamily).
 
 That reproduces every published parameter figure to within 0.02M (EfficientNetB0_small's 4.65M
 is the plain count instead: ``spec.params_convention``) and every FLOPs figure to within 0.4%
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from exporter.specs import ModelSpec
+    from exporter.family import CountingRule, ModelSpec
 
 
 PROGRAM_BATCH = -1  # the batch dimension the old tool multiplied activation counts by
@@ -56,7 +59,8 @@ class Tally:
 
 
 def count(spec: ModelSpec) -> dict[str, Any]:
-    """One model's plain and table-convention counts next to the seed's figures (``zoo --json``)."""
+    """One model's plain and table-convention counts next to PaddleClas's published figures
+    (None for a model without them), as ``zoo --json`` prints them."""
     from exporter.specs import get_spec
 
     tally = tally_ops(spec)
@@ -93,7 +97,7 @@ def tally_ops(spec: ModelSpec) -> Tally:
     """
     import paddle
 
-    from exporter.zoo import build_model
+    from exporter.zoo import build_model, family_of
 
     main, startup = paddle.static.Program(), paddle.static.Program()
     paddle.enable_static()
@@ -104,10 +108,11 @@ def tally_ops(spec: ModelSpec) -> Tally:
                                               "float32"))
     finally:
         paddle.disable_static()
+    rules = {**_RULES, **family_of(spec).COUNTING_RULES}
     table_params = table_flops = 0.0
     macs = 0
     for op in main.global_block().ops:  # values die with ``main``: read them while it lives
-        rule = _RULES.get(op.name().removeprefix("pd_op.").rstrip("_"))
+        rule = rules.get(op.name().removeprefix("pd_op.").rstrip("_"))
         if rule is not None:
             op_params, op_flops, op_macs = rule(op)
             table_params, table_flops, macs = (table_params + op_params,
@@ -144,5 +149,6 @@ def _linear(op) -> tuple[float, float, int]:
     return fan_in * fan_out + 1, fan_in * fan_out, fan_in * fan_out
 
 
-_RULES = {"conv2d": _conv, "depthwise_conv2d": _conv, "batch_norm": _batch_norm,
-          "relu": _activation, "sigmoid": _activation, "pool2d": _pool, "matmul": _linear}
+_RULES: dict[str, CountingRule] = {
+    "conv2d": _conv, "depthwise_conv2d": _conv, "batch_norm": _batch_norm, "relu": _activation,
+    "sigmoid": _activation, "pool2d": _pool, "matmul": _linear}

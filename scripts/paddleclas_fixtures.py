@@ -34,7 +34,6 @@ DATA = ROOT / "tests" / "data"
 KEYS_FILE = DATA / "paddleclas_keys.json"
 LOGITS_FILE = DATA / "paddleclas_logits.npz"
 LISTED = ("EfficientNetB0", "EfficientNetB0_small", "EfficientNetB3", "ResNeXt101_32x8d_wsl")
-_MODULES = {"efficientnet": "efficientnet", "resnext101_wsl": "resnext101_wsl"}
 # PaddleClas has no builder for the Fix model: it is ResNeXt101_32x48d_wsl served at 320
 _BUILDERS = {"Fix_ResNeXt101_32x48d_wsl": "ResNeXt101_32x48d_wsl"}
 
@@ -62,7 +61,7 @@ def weights_checksum(state: dict) -> float:
     return float(sum(np.abs(np.asarray(v, np.float64)).sum() for v in state.values()))
 
 
-def _paddleclas_model(name: str, arch: str):
+def _paddleclas_model(name: str, module_name: str):
     """Import PaddleClas's backbone module by file, without its package's heavy imports."""
     found = importlib.util.find_spec("paddleclas")  # locate it; importing it needs extras
     if found is None or not found.submodule_search_locations:
@@ -76,7 +75,7 @@ def _paddleclas_model(name: str, arch: str):
     loader = types.ModuleType("ppcls.utils.save_load")  # pulls in download helpers otherwise
     loader.load_dygraph_pretrain = None  # type: ignore[attr-defined]
     sys.modules.setdefault(loader.__name__, loader)
-    module = importlib.import_module(f"ppcls.arch.backbone.model_zoo.{_MODULES[arch]}")
+    module = importlib.import_module(f"ppcls.arch.backbone.model_zoo.{module_name}")
     return getattr(module, _BUILDERS.get(name, name))()
 
 
@@ -86,13 +85,15 @@ def describe_one(name: str, logits: bool) -> dict:
 
     from exporter.specs import get_spec
     from exporter.weights import load_model
+    from exporter.zoo import family_of
 
     spec = get_spec(name)
+    module_name = family_of(spec).PADDLECLAS_MODULE
     if not logits:
         with paddle.LazyGuard():
-            reference = _paddleclas_model(name, spec.arch)
+            reference = _paddleclas_model(name, module_name)
         return {"keys": key_shapes(reference)}
-    reference = _paddleclas_model(name, spec.arch)
+    reference = _paddleclas_model(name, module_name)
     reference.eval()
     ours, _ = load_model(spec, seed=0)
     state = {key: value.numpy() for key, value in ours.state_dict().items()}

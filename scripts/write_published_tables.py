@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Write the seed's published tables, as held by the model registry, to artifacts/reference/.
+"""Write PaddleClas's published tables, as held by the model registry, to artifacts/reference/.
 
     python scripts/write_published_tables.py [--check]
 
-The registry (exporter/specs.py) is the one source; these files are its committed export
-for readers and other tools. --check exits 1 when the files differ from the registry.
+The registry (exporter/specs.py, gathering each family's entries in exporter/zoo/) is the one
+source; these files are its committed export for readers and other tools ("-" where PaddleClas
+prints none, or for a model without published figures). --check exits 1 when the files differ
+from the registry.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Counting: plain counts checked against the real model, table counts against the seed."""
+"""Counting: plain counts checked against the real model, table counts against PaddleClas's
+published figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -11,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from exporter.family import ModelSpec, Published
 from exporter.specs import SPECS, get_spec
 
 paddle = pytest.importorskip("paddle")
 
 from exporter.counting import agrees_with_published, count, tally_ops, zoo_table  # noqa: E402
-from exporter.zoo import build_model  # noqa: E402
+from exporter.zoo import FAMILIES, build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,8 +114,58 @@ def test_counting_the_largest_model_allocates_no_weights():
 
 
 def test_b0_small_flops_cell_is_counted_on_b0(table):
-    """The seed repeats EfficientNetB0's FLOPs for B0_small (spec.flops_counted_as)."""
+    """PaddleClas's table repeats EfficientNetB0's FLOPs for B0_small (spec.flops_counted_as)."""
     small, b0 = table["EfficientNetB0_small"], table["EfficientNetB0"]
     assert small["table_flops_g"] == b0["table_flops_g"]
     assert small["own_table_flops_g"] < b0["own_table_flops_g"]  # no squeeze-excite
     assert not agrees_with_published(small["own_table_flops_g"], small["ref_flops_g"])
+
+
+def test_a_spec_without_published_figures_is_counted():
+    small = get_spec("EfficientNetB0_small")
+    unpublished = dataclasses.replace(small, name="EfficientNetB0_small_192", crop_size=192,
+                                      resize_short=220, published=Published(),
+                                      flops_counted_as=None)
+    row, base = count(unpublished), count(small)
+    assert row["ref_params_m"] is None and row["ref_flops_g"] is None
+    assert row["params_m"] == base["params_m"]  # the same network, at a smaller input
+    assert 0 < row["macs_g"] < base["macs_g"]
+    assert 0 < row["table_flops_g"] == row["own_table_flops_g"] < base["own_table_flops_g"]
+
+
+def test_a_family_declares_the_counting_rules_it_needs(monkeypatch):
+    """An op outside exporter.counting's rules (tanh) counts through its family's rule."""
+
+    class Tiny(paddle.nn.Layer):
+        def __init__(self, num_classes: int):
+            super().__init__()
+            self.conv = paddle.nn.Conv2D(3, 4, 3, padding=1)
+            self.fc = paddle.nn.Linear(4, num_classes)
+
+        def forward(self, x):
+            pooled = paddle.nn.functional.adaptive_avg_pool2d(paddle.tanh(self.conv(x)), 1)
+            return self.fc(paddle.flatten(pooled, 1))
+
+    class TinyFamily:
+        MODELS: tuple[ModelSpec, ...] = ()
+
+        def __init__(self, name: str, rules: dict):
+            self.FAMILY = self.PADDLECLAS_MODULE = name
+            self.COUNTING_RULES = rules
+
+        def build(self, spec: ModelSpec) -> Tiny:
+            return Tiny(spec.num_classes)
+
+        def short_name(self, model: str) -> str:
+            return model
+
+    def family(name: str, rules: dict) -> ModelSpec:
+        monkeypatch.setitem(FAMILIES, name, TinyFamily(name, rules))
+        return ModelSpec(name=f"{name}_s", family=name, crop_size=32, resize_short=36,
+                         export_tolerance=1e-4, num_classes=10)
+
+    elements = {"tanh": lambda op: (0.0, float(math.prod(op.result(0).shape)), 0)}
+    with_rule, without = tally_ops(family("TinyTanh", elements)), tally_ops(family("TinyPlain", {}))
+    assert with_rule.output_shape == (1, 10)
+    assert with_rule.table_flops - without.table_flops == 4 * 32 * 32  # tanh's output elements
+    assert with_rule.table_params == without.table_params == 4 * 3 * 3 * 3 + 4 * 10 + 1

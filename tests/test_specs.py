@@ -1,15 +1,22 @@
-"""The registry against the seed document, and the committed published tables."""
+"""The registry against PaddleClas's published figures (the seed document holds its page) and
+the committed published tables; a spec, and a family, declared without published figures."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from exporter import zoo
 from exporter.errors import UnknownModelError
+from exporter.family import ModelFamily, ModelSpec, Published
 from exporter.specs import BATCH_SIZES, SPECS, get_spec
+from exporter.zoo import FAMILIES, efficientnet, family_of, resnext_wsl
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "seed" / "000_f654070a041dc8bd.txt"
@@ -52,3 +59,104 @@ def test_committed_published_tables_match_the_registry():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "write_published_tables.py"),
                            "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_each_family_declares_its_models_in_one_module():
+    assert list(FAMILIES) == ["ResNeXt101_wsl", "EfficientNet"]  # PaddleClas's table order
+    assert [s.name for f in FAMILIES.values() for s in f.MODELS] == list(SPECS)
+    for family in (efficientnet, resnext_wsl):
+        assert all(spec.family == family.FAMILY for spec in family.MODELS)
+        assert all(spec.export_tolerance == family.EXPORT_TOLERANCE for spec in family.MODELS)
+        assert family_of(family.MODELS[0]) is family
+    assert get_spec("EfficientNetB0").export_tolerance == 1e-4
+    assert get_spec("Fix_ResNeXt101_32x48d_wsl").export_tolerance == 1e-3
+    assert get_spec("EfficientNetB3").builder_kwargs == {"variant": "b3"}
+    with pytest.raises(UnknownModelError, match="EfficientNet"):
+        family_of(dataclasses.replace(get_spec("EfficientNetB0"), family="MobileNet"))
+
+
+def _declare(monkeypatch, spec: ModelSpec) -> ModelSpec:
+    monkeypatch.setitem(SPECS, spec.name, spec)
+    return spec
+
+
+# B0_small's network at 192x192: a model PaddleClas publishes no figures for
+SMALL_192 = ModelSpec(name="EfficientNetB0_small_192", family="EfficientNet", crop_size=192,
+                      resize_short=220, export_tolerance=efficientnet.EXPORT_TOLERANCE,
+                      builder_args=(("variant", "b0_small"),))
+
+
+def test_a_spec_without_published_figures_is_declared_and_used(monkeypatch):
+    from exporter.preprocess import photo_batch
+    from validation.bench import BenchConfig, Cell, cell_record
+    from validation.figures import figure_points, short_name
+    from validation.tables import csv_text, markdown_table
+    from validation.timing import summarize
+
+    spec = _declare(monkeypatch, SMALL_192)
+    assert spec.published == Published() and spec.published.latency("t4", "fp16") == (None,) * 3
+    assert get_spec("efficientnetb0_small_192") is spec and spec.input_shape == (3, 192, 192)
+    assert spec.preprocessing()["crop_size"] == 192
+    names, batch = photo_batch(spec)
+    assert batch.shape == (len(names), 3, 192, 192)
+
+    config = BenchConfig(models=(spec.name,), runtime="onnxruntime", table="t4")
+    stats = summarize([3.92, 4.0, 4.08], 1)
+    ran = cell_record(config, spec, Cell(spec.name, "fp32", 1), stats=stats)
+    failed = cell_record(config, spec, Cell(spec.name, "fp32", 4), failure="RuntimeError: oom")
+    assert ran["published_ms"] is None and ran["ratio"] is None and ran["published_top1"] is None
+    row = next(line for line in markdown_table([ran, failed], "t4").splitlines()
+               if line.startswith(f"| {spec.name} "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == [spec.name, "192", "220"]
+    assert cells[3:6] == ["-", "-", "-"]  # FP16: not run, nothing published
+    assert cells[6:] == ["4.00 (-)", "-", "-"]  # measured beside "-"; failed; not run
+    assert spec.name in csv_text([ran, failed])
+    assert figure_points([ran], "t4", "fp32", 1) == {}  # no published top-1: no point
+    assert short_name(spec.name) == "B0_small_192"
+
+
+def test_published_tables_show_dashes_for_a_spec_without_figures(monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import write_published_tables as tables
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    spec = _declare(monkeypatch, SMALL_192)
+    markdown = tables.published_markdown()
+    rows = [line for line in markdown.splitlines() if line.startswith(f"| {spec.name} ")]
+    assert rows == [f"| {spec.name} | - | - | - | - | - | - |",
+                    f"| {spec.name} | 192 | 220 | - | - | - |",
+                    f"| {spec.name} | 192 | 220 | - | - | - | - | - | - |"]
+    row = json.loads(tables.published_json())["models"][-1]
+    assert row["name"] == spec.name and row["top1"] is None and row["t4_fp32_ms"] == [None] * 3
+
+
+def test_a_new_family_is_one_module_satisfying_the_protocol(monkeypatch):
+    """A family declared in one place: its specs, builder, display names, counting rules."""
+    built = []
+
+    class Network:
+        def eval(self):
+            built.append(self)
+
+    class TinyNet:  # a zoo module's module-level names, here as a class
+        FAMILY, PADDLECLAS_MODULE, COUNTING_RULES = "TinyNet", "tinynet", {}
+        MODELS = (ModelSpec(name="TinyNet_s", family="TinyNet", crop_size=64, resize_short=72,
+                            export_tolerance=1e-5),)
+
+        def build(self, spec: ModelSpec) -> Any:  # a paddle.nn.Layer in a real family
+            return Network()
+
+        def short_name(self, model: str) -> str:
+            return model.removeprefix("TinyNet_")
+
+    tiny: ModelFamily = TinyNet()
+    monkeypatch.setitem(FAMILIES, tiny.FAMILY, tiny)
+    spec = _declare(monkeypatch, tiny.MODELS[0])
+
+    from validation.figures import short_name
+
+    assert family_of(spec) is tiny and short_name("TinyNet_s") == "s"
+    assert isinstance(zoo.build_model(spec), Network) and len(built) == 1  # built, then eval()
+    assert get_spec("TinyNet_s").export_tolerance == 1e-5

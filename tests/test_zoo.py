@@ -121,7 +121,7 @@ def test_pieces_compose_to_the_whole_network(name):
     spec = get_spec(name)
     model = lazy_model(name)  # the 32x8d is the 32x48d's class, smaller
     seeded_init(model, seed=0)  # materialises every weight
-    size = 64 if spec.arch == "resnext101_wsl" else spec.crop_size  # SAME padding fixes it
+    size = 64 if spec.family == "ResNeXt101_wsl" else spec.crop_size  # SAME padding fixes it
     x = paddle.to_tensor(np.random.default_rng(2).standard_normal((1, 3, size, size),
                                                                   dtype=np.float32))
     with paddle.no_grad():

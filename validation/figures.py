@@ -1,9 +1,10 @@
-"""The seed's figure, redrawn from bench records: latency against top-1 accuracy per family.
+"""PaddleClas's figure, redrawn from bench records: latency against top-1 accuracy per family.
 
 One colour per family; measured medians as filled markers joined by a solid line, the
 published figures as hollow markers joined by a dashed line, every point labelled with the
-model's short name. Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global
-backend switch), imported only when a figure is asked for.
+model's short name (its family's ``short_name``); a model without a published top-1 has no
+point. Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
+switch), imported only when a figure is asked for.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from typing import Any
 
 from exporter import provenance
 from exporter.specs import SPECS, get_spec
+from exporter.zoo import family_of
 from validation.tables import published_ms
 
 Record = dict[str, Any]
-_SHORT = (("EfficientNet", ""), ("ResNeXt101_", ""), ("_wsl", ""))
 
 
 def short_name(model: str) -> str:
-    """EfficientNetB0 -> B0, ResNeXt101_32x8d_wsl -> 32x8d, as the seed's figure labels them."""
-    for long, short in _SHORT:
-        model = model.replace(long, short)
-    return model
+    """EfficientNetB0 -> B0, ResNeXt101_32x8d_wsl -> 32x8d, as PaddleClas's figure labels them
+    (a name outside the registry stays as it is)."""
+    spec = SPECS.get(model)
+    return family_of(spec).short_name(model) if spec else model
 
 
 def choose_precision(records: Sequence[Record], batch_size: int = 1) -> str:

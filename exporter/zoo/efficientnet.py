@@ -1,226 +1,120 @@
-"""EfficientNet B0..B7 and B0_small, state_dict-compatible with PaddleClas 2.6.0 checkpoints.
+"""The EfficientNet family: B0..B7 and B0_small, as PaddleClas publishes them.
 
-The attribute tree reproduces PaddleClas's exactly, because a checkpoint is keyed by it:
-``_ef._conv_stem._conv._conv._conv.weight``; the first block of each stage is registered as
-``_blocks.N.`` and repeats as ``block.N.`` (N counts all blocks, the trailing dot makes keys like
-``_ef._blocks.0.._dcn...``); each block holds ``_ecn`` / ``_dcn`` / ``_se`` / ``_pcn``; the head
-conv is ``_conv`` and the classifier ``_fc`` (weight stored [in, out]). BatchNorm epsilon is 1e-3.
-
-PaddleClas emulates TensorFlow's asymmetric "SAME" padding of a stride-2 convolution by padding
-``before + stride`` on both sides and dropping the first output row and column; whether a
-convolution needs that depends on its input size, so a model is built for one input size.
-B0_small has no squeeze-excite and plain symmetric padding.
+One :class:`~exporter.family.ModelSpec` per model with PaddleClas's published figures (its
+page on EfficientNet and ResNeXt101_wsl, in its row order; None where it prints "-"), and how
+to build one. The network itself is ``exporter.zoo.efficientnet_network`` (it imports paddle,
+so it is imported only when a model is built). This module satisfies
+:class:`~exporter.family.ModelFamily`.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import paddle
-import paddle.nn.functional as F
-from paddle import nn
+from exporter.family import CountingRule, ModelSpec, Published
 
-# B0's stages: (kernel, repeats, stride, expand ratio, input filters, output filters)
-_B0_STAGES = ((3, 1, 1, 1, 32, 16), (3, 2, 2, 6, 16, 24), (5, 2, 2, 6, 24, 40),
-              (3, 3, 2, 6, 40, 80), (5, 3, 1, 6, 80, 112), (5, 4, 2, 6, 112, 192),
-              (3, 1, 1, 6, 192, 320))
-# variant -> (width multiplier, depth multiplier, dropout before the classifier)
-VARIANTS: dict[str, tuple[float, float, float]] = {
-    "b0_small": (1.0, 1.0, 0.2), "b0": (1.0, 1.0, 0.2), "b1": (1.0, 1.1, 0.2),
-    "b2": (1.1, 1.2, 0.3), "b3": (1.2, 1.4, 0.3), "b4": (1.4, 1.8, 0.4),
-    "b5": (1.6, 2.2, 0.4), "b6": (1.8, 2.6, 0.5), "b7": (2.0, 3.1, 0.5),
-}
-SE_RATIO = 0.25
-DROP_CONNECT_RATE = 0.2  # grows linearly with the block index, as in PaddleClas
-BN_EPSILON = 1e-3
-BN_MOMENTUM = 0.99
-STEM_FILTERS, HEAD_FILTERS = 32, 1280
+if TYPE_CHECKING:
+    from paddle import nn
+
+FAMILY = "EfficientNet"
+PADDLECLAS_MODULE = "efficientnet"
+COUNTING_RULES: Mapping[str, CountingRule] = {}  # exporter.counting's rules cover every op
+# float32 rounding between Paddle and ONNX Runtime, times max(1, max|logit|): B7 measures 4e-5
+EXPORT_TOLERANCE = 1e-4
 
 
-def round_filters(filters: int, width: float, divisor: int = 8) -> int:
-    """Scale a channel count by ``width`` to a multiple of ``divisor``, never down by > 10%."""
-    scaled = filters * width
-    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
-    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+def build(spec: ModelSpec) -> nn.Layer:
+    """A fresh network for ``spec``; its SAME padding depends on the input size."""
+    from exporter.zoo.efficientnet_network import EfficientNet
+
+    return EfficientNet(**spec.builder_kwargs, input_size=spec.crop_size,  # type: ignore[arg-type]
+                        num_classes=spec.num_classes)
 
 
-def conv_padding(kernel: int, stride: int, size: int | None) -> tuple[int, bool]:
-    """(symmetric padding, crop first row/column?) giving TF "SAME" output for an input ``size``.
-
-    ``size`` None means plain symmetric padding (B0_small).
-    """
-    if size is None:
-        return (kernel - 1) // 2, False
-    total = max(kernel - (stride if size % stride == 0 else size % stride), 0)
-    before, after = total // 2, total - total // 2
-    return (before, False) if before == after else (before + stride, True)
+def short_name(model: str) -> str:
+    """EfficientNetB0 -> B0, as PaddleClas's figure labels it."""
+    return model.replace("EfficientNet", "")
 
 
-def _shrink(size: int | None, stride: int) -> int | None:
-    return None if size is None else math.ceil(size / stride)  # SAME: ceil(size / stride)
+_model = functools.partial(ModelSpec, family=FAMILY, export_tolerance=EXPORT_TOLERANCE)
 
-
-class ConvUnit(nn.Layer):
-    """A convolution, an optional activation, and the SAME-emulating crop (``Conv2ds``)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-                 size: int | None = None, bias: bool = False, act: str | None = None):
-        super().__init__()
-        padding, self.crop = conv_padding(kernel, stride, size)
-        self._conv = nn.Conv2D(cin, cout, kernel, stride=stride, padding=padding, groups=groups,
-                               bias_attr=None if bias else False)
-        self.act = act
-
-    def forward(self, x):
-        x = self._conv(x)
-        if self.act == "swish":
-            x = F.swish(x)
-        elif self.act == "sigmoid":
-            x = F.sigmoid(x)
-        return x[:, :, 1:, 1:] if self.crop else x
-
-
-class ConvBN(nn.Layer):
-    """Convolution then BatchNorm (``ConvBNLayer``), optionally followed by swish."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-                 size: int | None = None, act: str | None = None):
-        super().__init__()
-        self._conv = ConvUnit(cin, cout, kernel, stride, groups, size)
-        self._bn = nn.BatchNorm2D(cout, momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-        self.act = act
-
-    def forward(self, x):
-        x = self._bn(self._conv(x))
-        return F.swish(x) if self.act == "swish" else x
-
-
-class Holder(nn.Layer):
-    """One more attribute level (``_conv``) that PaddleClas's wrapper classes add to the keys."""
-
-    def __init__(self, inner: nn.Layer):
-        super().__init__()
-        self._conv = inner
-
-    def forward(self, x):
-        return self._conv(x)
-
-
-class SqueezeExcite(nn.Layer):
-    def __init__(self, channels: int, squeezed: int):
-        super().__init__()
-        self._conv1 = ConvUnit(channels, squeezed, 1, bias=True, act="swish")
-        self._conv2 = ConvUnit(squeezed, channels, 1, bias=True, act="sigmoid")
-
-    def forward(self, x):
-        return x * self._conv2(self._conv1(F.adaptive_avg_pool2d(x, 1)))
-
-
-class MBConv(nn.Layer):
-    """Inverted residual block: expand 1x1, depthwise kxk, squeeze-excite, project 1x1."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int,
-                 size: int | None, use_se: bool, drop_connect: float):
-        super().__init__()
-        mid = cin * expand
-        if expand != 1:
-            self._ecn = Holder(ConvBN(cin, mid, 1, size=size))
-        self._dcn = Holder(ConvBN(mid, mid, kernel, stride, groups=mid, size=size))
-        if use_se:
-            self._se = SqueezeExcite(mid, max(1, int(cin * SE_RATIO)))
-        self._pcn = Holder(ConvBN(mid, cout, 1, size=size))
-        self.expand, self.use_se = expand, use_se
-        self.residual = stride == 1 and cin == cout
-        self.drop_connect = drop_connect
-
-    def forward(self, inputs):
-        x = F.swish(self._ecn(inputs)) if self.expand != 1 else inputs
-        x = F.swish(self._dcn(x))
-        if self.use_se:
-            x = self._se(x)
-        x = self._pcn(x)
-        if not self.residual:
-            return x
-        if self.training and self.drop_connect:
-            keep = 1.0 - self.drop_connect
-            mask = paddle.floor(keep + paddle.rand([x.shape[0], 1, 1, 1], dtype=x.dtype))
-            x = x * mask / keep
-        return x + inputs
-
-
-class Features(nn.Layer):
-    """The stem and all MBConv blocks (PaddleClas's ``ExtractFeatures``, attribute ``_ef``)."""
-
-    def __init__(self, width: float, depth: float, input_size: int, same_padding: bool,
-                 use_se: bool):
-        super().__init__()
-        size = input_size if same_padding else None  # each stage's input size, for padding
-        self._conv_stem = Holder(ConvBN(3, round_filters(STEM_FILTERS, width), 3, 2, size=size))
-        size = _shrink(size, 2)
-        plan = []  # (first block of its stage?, cin, cout, kernel, stride, expand, input size)
-        for kernel, repeats, stride, expand, cin, cout in _B0_STAGES:
-            cin, cout = round_filters(cin, width), round_filters(cout, width)
-            for i in range(math.ceil(depth * repeats)):
-                plan.append((i == 0, cin if i == 0 else cout, cout, kernel,
-                             stride if i == 0 else 1, expand, size))
-            size = _shrink(size, stride)
-        self.blocks: list[MBConv] = []
-        self.stage_ends: list[MBConv] = []  # last block of each stage
-        for index, (first, cin, cout, kernel, stride, expand, block_size) in enumerate(plan):
-            block = MBConv(cin, cout, kernel, stride, expand, block_size, use_se,
-                           DROP_CONNECT_RATE * index / len(plan))
-            self.add_sublayer(f"{'_blocks' if first else 'block'}.{index}.", block)
-            if first and self.blocks:
-                self.stage_ends.append(self.blocks[-1])
-            self.blocks.append(block)
-        self.stage_ends.append(self.blocks[-1])
-        self.out_channels = plan[-1][2]
-
-    def forward(self, x):
-        x = F.swish(self._conv_stem(x))
-        for block in self.blocks:
-            x = block(x)
-        return x
-
-
-class PoolAndClassify(nn.Layer):
-    """Global average pool, dropout, classifier: the last piece (see ``EfficientNet.pieces``)."""
-
-    def __init__(self, dropout: nn.Layer, classifier: nn.Linear):
-        super().__init__()
-        self.dropout, self.classifier = dropout, classifier
-
-    def forward(self, x):
-        return self.classifier(self.dropout(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
-
-
-class EfficientNet(nn.Layer):
-    def __init__(self, variant: str = "b0", input_size: int = 224, num_classes: int = 1000):
-        super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown EfficientNet variant {variant!r}; one of {list(VARIANTS)}")
-        width, depth, dropout = VARIANTS[variant]
-        small = variant == "b0_small"
-        self._ef = Features(width, depth, input_size, same_padding=not small, use_se=not small)
-        head = round_filters(HEAD_FILTERS, width)
-        self._conv = ConvBN(self._ef.out_channels, head, 1, act="swish")
-        self._drop = nn.Dropout(dropout)
-        self._fc = nn.Linear(head, num_classes)
-
-    def forward(self, x):
-        x = F.adaptive_avg_pool2d(self._conv(self._ef(x)), 1)
-        return self._fc(self._drop(paddle.flatten(x, 1)))
-
-    def pieces(self) -> list[nn.Layer]:
-        """Consecutive layers whose composition is ``forward`` (see exporter.large)."""
-        return [self._ef._conv_stem, nn.Swish(), *self._ef.blocks, self._conv,
-                PoolAndClassify(self._drop, self._fc)]
-
-    def residual_norms(self) -> list[nn.Layer]:
-        """The BatchNorm ending each residual branch (synthetic weights scale these down)."""
-        return [block._pcn._conv._bn for block in self._ef.blocks if block.residual]
-
-    def stages(self) -> list[tuple[str, nn.Layer]]:
-        """The layers whose outputs end each stage: stem, the seven block stages, the head."""
-        blocks = [(f"stage{i + 1}", block) for i, block in enumerate(self._ef.stage_ends)]
-        return [("stem", self._ef._conv_stem), *blocks, ("head", self._conv)]
+MODELS: tuple[ModelSpec, ...] = (
+    _model(name="EfficientNetB0", builder_args=(("variant", "b0"),),
+           crop_size=224, resize_short=256,
+           published=Published(
+               top1=0.774, top5=0.933, ref_top1=0.773, ref_top5=0.935,
+               flops_g=0.720, params_m=5.100,
+               v100_fp32_ms=(1.96, 3.71, 5.56),
+               t4_fp16_ms=(3.40122, 5.95851, 9.10801),
+               t4_fp32_ms=(3.442, 6.11476, 9.3304))),
+    _model(name="EfficientNetB1", builder_args=(("variant", "b1"),),
+           crop_size=240, resize_short=272,
+           published=Published(
+               top1=0.792, top5=0.944, ref_top1=0.792, ref_top5=0.945,
+               flops_g=1.270, params_m=7.520,
+               v100_fp32_ms=(2.88, 5.40, 7.63),
+               t4_fp16_ms=(5.25172, 9.10233, 14.11319),
+               t4_fp32_ms=(5.3322, 9.41795, 14.60388))),
+    _model(name="EfficientNetB2", builder_args=(("variant", "b2"),),
+           crop_size=260, resize_short=292,
+           published=Published(
+               top1=0.799, top5=0.947, ref_top1=0.803, ref_top5=0.950,
+               flops_g=1.850, params_m=8.810,
+               v100_fp32_ms=(3.26, 6.20, 9.17),
+               t4_fp16_ms=(5.91052, 10.5898, 17.38106),
+               t4_fp32_ms=(6.29351, 10.95702, 17.75308))),
+    _model(name="EfficientNetB3", builder_args=(("variant", "b3"),),
+           crop_size=300, resize_short=332,
+           published=Published(
+               top1=0.812, top5=0.954, ref_top1=0.817, ref_top5=0.956,
+               flops_g=3.430, params_m=11.840,
+               v100_fp32_ms=(4.52, 8.85, 13.54),
+               t4_fp16_ms=(7.69582, 16.02548, 27.4447),
+               t4_fp32_ms=(7.67749, 16.53288, 28.5939))),
+    _model(name="EfficientNetB4", builder_args=(("variant", "b4"),),
+           crop_size=380, resize_short=412,
+           published=Published(
+               top1=0.829, top5=0.962, ref_top1=0.830, ref_top5=0.963,
+               flops_g=8.290, params_m=18.760,
+               v100_fp32_ms=(6.78, 15.47, 24.95),
+               t4_fp16_ms=(11.55585, 29.44261, 53.97363),
+               t4_fp32_ms=(12.15894, 30.94567, 57.38511))),
+    _model(name="EfficientNetB5", builder_args=(("variant", "b5"),),
+           crop_size=456, resize_short=488,
+           published=Published(
+               top1=0.836, top5=0.967, ref_top1=0.837, ref_top5=0.967,
+               flops_g=19.510, params_m=29.610,
+               v100_fp32_ms=(10.97, 27.24, 45.93),
+               t4_fp16_ms=(19.63083, 56.52299, None),
+               t4_fp32_ms=(20.48571, 61.60252, None))),
+    _model(name="EfficientNetB6", builder_args=(("variant", "b6"),),
+           crop_size=528, resize_short=560,
+           published=Published(
+               top1=0.840, top5=0.969, ref_top1=0.842, ref_top5=0.968,
+               flops_g=36.270, params_m=42.000,
+               v100_fp32_ms=(17.09, 43.32, 76.90),
+               t4_fp16_ms=(30.05911, None, None),
+               t4_fp32_ms=(32.62402, None, None))),
+    _model(name="EfficientNetB7", builder_args=(("variant", "b7"),),
+           crop_size=600, resize_short=632,
+           published=Published(
+               top1=0.843, top5=0.969, ref_top1=0.844, ref_top5=0.971,
+               flops_g=72.350, params_m=64.920,
+               v100_fp32_ms=(25.91, 71.23, 128.20),
+               t4_fp16_ms=(47.86087, None, None),
+               t4_fp32_ms=(53.93823, None, None))),
+    # B0_small's parameters cell (4.65M) is the plain trainable count, unlike every other row;
+    # its FLOPs cell (0.72G) repeats EfficientNetB0's: without squeeze-excite B0_small itself
+    # counts 0.714G, outside the rounding of 0.72.
+    _model(name="EfficientNetB0_small", builder_args=(("variant", "b0_small"),),
+           crop_size=224, resize_short=256,
+           params_convention="trainable", flops_counted_as="EfficientNetB0",
+           published=Published(
+               top1=0.758, top5=0.926, ref_top1=None, ref_top5=None,
+               flops_g=0.720, params_m=4.650,
+               v100_fp32_ms=(1.24, 2.59, 3.92),
+               t4_fp16_ms=(2.39166, 4.36748, 6.96002),
+               t4_fp32_ms=(2.3076, 4.71886, 7.21888))),
+)

@@ -1,108 +1,85 @@
-"""ResNeXt101 32xNd (WSL), state_dict-compatible with PaddleClas 2.6.0 checkpoints.
+"""The ResNeXt101_wsl family: 32x8d, 32x16d, 32x32d, 32x48d and Fix 32x48d, as in PaddleClas.
 
-Keys follow PaddleClas: ``_conv_stem._conv.weight``, blocks ``_conv{stage}_{index}`` each with
-``_conv0`` (1x1), ``_conv1`` (3x3, 32 groups, carries the stride), ``_conv2`` (1x1) and, in the
-first block of a stage, the projection shortcut ``_short._conv``; the classifier is ``_out``
-(weight stored [in, out]). The network is fully convolutional up to a global average pool,
-so the same weights serve any input size (Fix_ResNeXt101_32x48d_wsl runs it at 320).
+One :class:`~exporter.family.ModelSpec` per model with PaddleClas's published figures (its
+page on EfficientNet and ResNeXt101_wsl, in its row order), and how to build one. The network
+itself is ``exporter.zoo.resnext_wsl_network`` (it imports paddle, so it is imported only when
+a model is built). This module satisfies :class:`~exporter.family.ModelFamily`.
 """
 
 from __future__ import annotations
 
-import paddle
-import paddle.nn.functional as F
-from paddle import nn
+import functools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-DEPTHS = (3, 4, 23, 3)  # bottleneck blocks per stage (ResNeXt-101)
-CARDINALITY = 32
-STEM_CHANNELS = 64
+from exporter.family import CountingRule, ModelSpec, Published
 
+if TYPE_CHECKING:
+    from paddle import nn
 
-class ConvBN(nn.Layer):
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-                 relu: bool = False):
-        super().__init__()
-        self._conv = nn.Conv2D(cin, cout, kernel, stride=stride, padding=(kernel - 1) // 2,
-                               groups=groups, bias_attr=False)
-        self._bn = nn.BatchNorm2D(cout)
-        self.relu = relu
-
-    def forward(self, x):
-        x = self._bn(self._conv(x))
-        return F.relu(x) if self.relu else x
+FAMILY = "ResNeXt101_wsl"
+PADDLECLAS_MODULE = "resnext101_wsl"
+COUNTING_RULES: Mapping[str, CountingRule] = {}  # exporter.counting's rules cover every op
+# float32 rounding between Paddle and ONNX Runtime, times max(1, max|logit|): grows with
+# width and depth (ResNeXt101_32x8d measures 5e-4)
+EXPORT_TOLERANCE = 1e-3
 
 
-class Shortcut(nn.Layer):
-    """Identity, or a strided 1x1 projection when the shape changes."""
+def build(spec: ModelSpec) -> nn.Layer:
+    """A fresh network for ``spec``; fully convolutional, so any input size serves."""
+    from exporter.zoo.resnext_wsl_network import ResNeXt101WSL
 
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.project = cin != cout or stride != 1
-        if self.project:
-            self._conv = ConvBN(cin, cout, 1, stride)
-
-    def forward(self, x):
-        return self._conv(x) if self.project else x
+    return ResNeXt101WSL(**spec.builder_kwargs,  # type: ignore[arg-type]
+                         num_classes=spec.num_classes)
 
 
-class Bottleneck(nn.Layer):
-    def __init__(self, cin: int, mid: int, cout: int, stride: int):
-        super().__init__()
-        self._conv0 = ConvBN(cin, mid, 1, relu=True)
-        self._conv1 = ConvBN(mid, mid, 3, stride, groups=CARDINALITY, relu=True)
-        self._conv2 = ConvBN(mid, cout, 1)
-        self._short = Shortcut(cin, cout, stride)
-
-    def forward(self, x):
-        return F.relu(self._conv2(self._conv1(self._conv0(x))) + self._short(x))
+def short_name(model: str) -> str:
+    """ResNeXt101_32x8d_wsl -> 32x8d, as PaddleClas's figure labels it."""
+    return model.replace("ResNeXt101_", "").replace("_wsl", "")
 
 
-class PoolAndClassify(nn.Layer):
-    """Global average pool, flatten, classifier: the head, as one piece (see ``pieces``)."""
+_model = functools.partial(ModelSpec, family=FAMILY, export_tolerance=EXPORT_TOLERANCE)
 
-    def __init__(self, classifier: nn.Linear):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, x):
-        return self.classifier(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-class ResNeXt101WSL(nn.Layer):
-    def __init__(self, width: int = 8, num_classes: int = 1000):
-        super().__init__()
-        self._conv_stem = ConvBN(3, STEM_CHANNELS, 7, 2, relu=True)
-        self._pool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
-        self.blocks: list[Bottleneck] = []
-        self.stage_ends: list[Bottleneck] = []
-        cin = STEM_CHANNELS
-        for stage, depth in enumerate(DEPTHS):
-            mid, cout = CARDINALITY * width * 2 ** stage, 256 * 2 ** stage
-            for index in range(depth):
-                stride = 2 if stage > 0 and index == 0 else 1
-                block = Bottleneck(cin, mid, cout, stride)
-                setattr(self, f"_conv{stage + 1}_{index}", block)
-                self.blocks.append(block)
-                cin = cout
-            self.stage_ends.append(self.blocks[-1])
-        self._out = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        x = self._pool(self._conv_stem(x))
-        for block in self.blocks:
-            x = block(x)
-        return self._out(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    def pieces(self) -> list[nn.Layer]:
-        """Consecutive layers whose composition is ``forward``: where exporter.large may cut
-        a model whose ONNX would pass protobuf's 2 GB limit (the 32x48d is 3.3 GB)."""
-        return [self._conv_stem, self._pool, *self.blocks, PoolAndClassify(self._out)]
-
-    def residual_norms(self) -> list[nn.Layer]:
-        """The BatchNorm ending each residual branch (synthetic weights scale these down)."""
-        return [block._conv2._bn for block in self.blocks]
-
-    def stages(self) -> list[tuple[str, nn.Layer]]:
-        """The layers whose outputs end each stage: stem (after max-pool), the four stages."""
-        return [("stem", self._pool),
-                *((f"stage{i + 1}", block) for i, block in enumerate(self.stage_ends))]
+MODELS: tuple[ModelSpec, ...] = (
+    _model(name="ResNeXt101_32x8d_wsl", builder_args=(("width", 8),),
+           crop_size=224, resize_short=256,
+           published=Published(
+               top1=0.826, top5=0.967, ref_top1=0.822, ref_top5=0.964,
+               flops_g=29.140, params_m=78.440,
+               v100_fp32_ms=(13.55, 23.39, 36.18),
+               t4_fp16_ms=(18.19374, 21.93529, 34.67802),
+               t4_fp32_ms=(18.52528, 34.25319, 67.2283))),
+    _model(name="ResNeXt101_32x16d_wsl", builder_args=(("width", 16),),
+           crop_size=224, resize_short=256,
+           published=Published(
+               top1=0.842, top5=0.973, ref_top1=0.842, ref_top5=0.972,
+               flops_g=57.550, params_m=152.660,
+               v100_fp32_ms=(21.96, 38.35, 63.29),
+               t4_fp16_ms=(18.52609, 36.8288, 62.79947),
+               t4_fp32_ms=(25.60395, 71.88384, 137.62327))),
+    _model(name="ResNeXt101_32x32d_wsl", builder_args=(("width", 32),),
+           crop_size=224, resize_short=256,
+           published=Published(
+               top1=0.850, top5=0.976, ref_top1=0.851, ref_top5=0.975,
+               flops_g=115.170, params_m=303.110,
+               v100_fp32_ms=(37.28, 76.50, 121.56),
+               t4_fp16_ms=(33.51391, 70.09682, 125.81884),
+               t4_fp32_ms=(54.87396, 160.04337, 316.17718))),
+    _model(name="ResNeXt101_32x48d_wsl", builder_args=(("width", 48),),
+           crop_size=224, resize_short=256,
+           published=Published(
+               top1=0.854, top5=0.977, ref_top1=0.854, ref_top5=0.976,
+               flops_g=173.580, params_m=456.200,
+               v100_fp32_ms=(55.07, 124.39, 205.01),
+               t4_fp16_ms=(50.97681, 137.60926, 190.82628),
+               t4_fp32_ms=(99.01698256, 315.91261, 551.83695))),
+    # the 32x48d network served at 320x320: its FLOPs cell is counted at that size
+    _model(name="Fix_ResNeXt101_32x48d_wsl", builder_args=(("width", 48),),
+           crop_size=320, resize_short=320,
+           published=Published(
+               top1=0.863, top5=0.980, ref_top1=0.864, ref_top5=0.980,
+               flops_g=354.230, params_m=456.200,
+               v100_fp32_ms=(55.01, 122.63, 204.66),
+               t4_fp16_ms=(78.62869, 191.76039, 317.15436),
+               t4_fp32_ms=(160.0838242, 595.99296, 1151.47384))),
+)
