@@ -204,7 +204,7 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["timing"]:
         lines.append(f"| {r['file']} | {r['batch']} | {r['plain_run_ms']:.3f} | {r['hand_ms']:.3f} | "
                      f"{r['ours_ms']:.3f} | {r['ours_over_hand']:.3f} | {r['same_outputs']} |")
-    lines += ["", f"Method: {report['method']}", "", "## Bench (seed's T4 layout)", "",
+    lines += ["", f"Method: {report['method']}", "", "## Bench (PaddleClas's T4 layout)", "",
               report["bench"]["markdown"]]
     return "\n".join(lines)
 

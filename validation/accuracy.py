@@ -1,4 +1,5 @@
-"""`crossrt accuracy`: top-1/top-5 of every runtime on a labelled image set, beside the seed.
+"""`crossrt accuracy`: top-1/top-5 of every runtime on a labelled image set, beside
+PaddleClas's figures.
 
 Each image is decoded and preprocessed once (the model spec's PaddleClas preprocessing, on
 ``workers`` threads ahead of inference, at most a bounded window of images in memory) and
@@ -87,7 +88,7 @@ class AccuracyRun:
     results: tuple[RuntimeAccuracy, ...]  # the reference first
     dataset: dict[str, Any]
     excluded: tuple[tuple[str, str], ...]  # (path, why) of missing or unreadable images
-    published: dict[str, float | None]  # the seed's Top1/Top5 and Reference Top1/Top5
+    published: dict[str, float | None]  # PaddleClas's Top1/Top5 and Reference Top1/Top5
     weights: dict[str, Any]
     gates: dict[str, float | None]
     failures: tuple[str, ...]  # gates that did not hold (exit 1)
@@ -464,7 +465,7 @@ MEANINGLESS = "synthetic weights: top-1/top-5 meaningless, agreement counts"
 
 
 def rows(run: AccuracyRun) -> list[tuple[str, ...]]:
-    """One row of HEADER's cells per runtime, the reference first; the seed's figures beside."""
+    """One row of HEADER's cells per runtime, the reference first; PaddleClas's figures beside."""
     pub = run.published
     seed = (f"{_fraction(pub['top1'], 3)} / {_fraction(pub['top5'], 3)}",
             f"{_fraction(pub['ref_top1'], 3)} / {_fraction(pub['ref_top5'], 3)}")
@@ -487,7 +488,8 @@ def render_table(run: AccuracyRun) -> str:
               f"{run.dataset['root']} ({run.dataset['layout']} layout), reference "
               f"{run.reference}, {run.target}")]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
-    lines.append("published: PaddleClas's Top1/Top5; reference: the seed's Reference Top1/Top5")
+    lines.append("published: PaddleClas's Top1/Top5; reference: the paper's, as PaddleClas "
+                 "lists them (Reference Top1/Top5)")
     for result in run.results:
         if result.examples:
             shown = ", ".join(f"{e['path']} ({run.reference} {e[run.reference]}, "

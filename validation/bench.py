@@ -1,4 +1,4 @@
-"""The bench sweep: models x precisions x batch sizes on one runtime, against the seed's tables.
+"""The bench sweep: models x precisions x batch sizes on one runtime, against PaddleClas's tables.
 
 Each cell is timed with :mod:`validation.timing` on a runner from :mod:`runtimes`, on the
 export :mod:`exporter` produces (both injectable, so the sweep logic is tested with real small
@@ -293,7 +293,8 @@ def model_feed(runner: Any, spec: ModelSpec, batch_size: int) -> dict[str, Any]:
 def cell_record(config: BenchConfig, spec: ModelSpec, cell: Cell, *,
                 stats: TimingStats | None = None, failure: str | None = None,
                 **provenance_: Any) -> dict[str, Any]:
-    """One cell's JSON record: statistics (or why it failed), the seed's figure, provenance."""
+    """One cell's JSON record: statistics (or why it failed), PaddleClas's published figure,
+    provenance."""
     published = tables.published_ms(spec, config.table, cell.precision, cell.batch_size)
     info = provenance_.get("runtime_info") or {}
     record: dict[str, Any] = {

@@ -1,6 +1,7 @@
-"""Bench records rendered as the seed's tables (markdown), as CSV and as a readable report.
+"""Bench records rendered as PaddleClas's latency tables (markdown), as CSV and as a readable
+report.
 
-The markdown keeps the seed's layout (``Models | Crop Size | Resize Short Size | FP16 Batch
+The markdown keeps PaddleClas's layout (``Models | Crop Size | Resize Short Size | FP16 Batch
 Size=1 (ms) | ...``) and puts the published figure and the ratio beside each measured median:
 ``3.95 (3.40, ×1.16)``; "-" stands for a cell not run, failed, or not published. Pure
 functions over records (the dicts :mod:`validation.bench` writes); nothing is measured here.
@@ -32,7 +33,7 @@ Record = dict[str, Any]
 
 
 def published_ms(spec: ModelSpec, table: str, precision: str, batch_size: int) -> float | None:
-    """The seed's latency for one cell; None where the seed prints "-" or has no such column."""
+    """PaddleClas's latency for one cell; None where its table prints "-" or has no such column."""
     if batch_size not in BATCH_SIZES:
         return None
     return spec.published.latency(table, precision)[BATCH_SIZES.index(batch_size)]
@@ -69,7 +70,7 @@ def cell_text(record: Record | None, published: float | None) -> str:
 
 
 def columns(table: str, records: Iterable[Record]) -> list[tuple[str, int]]:
-    """(precision, batch size) columns: the seed's, plus any other the records hold."""
+    """(precision, batch size) columns: PaddleClas's, plus any other the records hold."""
     records = list(records)
     precisions = set(TABLE_PRECISIONS[table]) | {r["precision"] for r in records}
     batch_sizes = set(BATCH_SIZES) | {r["batch_size"] for r in records}
@@ -77,7 +78,7 @@ def columns(table: str, records: Iterable[Record]) -> list[tuple[str, int]]:
 
 
 def markdown_table(records: Sequence[Record], table: str = "t4") -> str:
-    """The seed's latency table for ``table`` with measured medians beside the published ones."""
+    """PaddleClas's latency table for ``table`` with measured medians beside the published ones."""
     cols = columns(table, records)
     latest = {(r["model"], r["runtime"], r["precision"], r["batch_size"]): r for r in records}
     runtimes = list(dict.fromkeys(r["runtime"] for r in records))
@@ -139,7 +140,8 @@ def _bullets(lines: Iterable[str], empty: str) -> str:
 
 
 def markdown_report(doc: dict[str, Any]) -> str:
-    """The bench document (bench.json) as a short markdown page around the seed-layout table."""
+    """The bench document (bench.json) as a short markdown page around the table in
+    PaddleClas's layout."""
     records, table = doc["records"], doc["table"]
     runtimes = (runtime_summary(r["runtime_info"]) for r in records if r.get("runtime_info"))
     weights = (json.dumps(r["weights"], sort_keys=True) for r in records if r.get("weights"))
