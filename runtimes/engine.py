@@ -268,20 +268,22 @@ def _peak_rss_mb() -> float:
 
 
 def smoke_test(engine: Path, profile: Profile) -> dict[str, Any]:
-    """Run the new engine at its profile's min, opt and max shapes on seeded random inputs."""
+    """Run the new engine at its profile's min, opt and max shapes on seeded random inputs,
+    with Polygraphy's own TensorRT runner (so building never depends on crossrt's runner)."""
     import numpy as np
-
-    from runtimes.tensorrt_runner import TensorRTRunner
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
     rng = np.random.default_rng(0)
     checked = []
-    with TensorRTRunner(engine) as runner:
-        specs = runner.input_specs
+    with TrtRunner(EngineFromBytes(BytesFromPath(str(engine)))) as runner:
+        metadata = runner.get_input_metadata()
         for index, label in enumerate(("min", "opt", "max")):
-            feed = {name: rng.standard_normal(profile[name][index] if name in profile
-                                              else tuple(d or 1 for d in spec.shape)
-                                              ).astype(spec.dtype)
-                    for name, spec in specs.items()}
+            feed = {name: rng.standard_normal(profile[name][index] if name in profile else
+                                              tuple(d if isinstance(d, int) and d > 0 else 1
+                                                    for d in meta.shape)
+                                              ).astype(meta.dtype.numpy())
+                    for name, meta in metadata.items()}
             outputs = runner.infer(feed)
             if not all(np.isfinite(v).all() for v in outputs.values()):
                 raise EngineBuildError(f"engine {engine} gives NaN/Inf at its {label} shapes "
