@@ -75,6 +75,21 @@ def _legacy_inputs(program: Path) -> list[tuple[str, list[int], str]]:
     return found
 
 
+def _import_paddle() -> Any:
+    """paddle, imported without taking over SIGTERM: Paddle installs a handler that prints its
+    C++ stack, and crossrt's own (clean up, exit 143) must stay."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    import paddle
+
+    if main and previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+    return paddle
+
+
 class PaddleRunner(Runner):
     """Paddle Inference on an exported program (``inference.json``/``.pdmodel`` + ``.pdiparams``)."""
 
@@ -128,7 +143,7 @@ class PaddleRunner(Runner):
         self._handles: Any = None
 
     def _config(self) -> Any:
-        import paddle
+        paddle = _import_paddle()
         import paddle.inference as pi
 
         config = pi.Config(str(self.path), str(self.path.with_suffix(".pdiparams")))

@@ -1,4 +1,5 @@
-"""TensorRT runner: a serialized engine run with TensorRT's Python API (TensorRT >= 10).
+"""TensorRT runner: a serialized plan run by the backend that built it (full TensorRT >= 10 or
+TensorRT-RTX, through the same Python API), after its header and sidecar say it can run here.
 
 Device buffers are allocated once, at the largest shape any optimisation profile allows;
 a feed picks the first profile whose range holds its shapes. ``bind`` copies the inputs to
