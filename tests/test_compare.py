@@ -10,7 +10,7 @@ import pytest
 
 from exporter.errors import UsageError
 from validation.compare import (DEFAULT_TOLERANCES, ERROR_STATS, Tolerance, compare_outputs,
-                                degenerate_reference, tolerance_for)
+                                degenerate_reference, scaled_to, tolerance_for)
 
 FP32 = DEFAULT_TOLERANCES["fp32"]
 
@@ -235,3 +235,59 @@ def test_tolerance_defaults_and_overrides():
         Tolerance(atol=0, rtol=0, check_error_stat="p95")
     with pytest.raises(UsageError):
         Tolerance(atol=0, rtol=0, min_top1_agreement=2)
+
+
+@pytest.mark.parametrize("case", ["close", "far", "nan", "same-nan", "float16"])
+def test_verdict_alone_agrees_with_the_full_comparison(logits, case):
+    """statistics=False (localisation's hundreds of tensors) decides as the full comparison."""
+    test = logits + np.float32(1e-5)
+    if case == "far":
+        test[2, 7] += 0.5
+    elif case in ("nan", "same-nan"):
+        test[1, 3] = np.nan
+    reference = logits.copy()
+    if case == "same-nan":
+        reference[1, 3] = np.nan
+    if case == "float16":
+        test = test.astype(np.float16)
+    full = compare_outputs({"y": reference}, {"y": test})["y"]
+    light = compare_outputs({"y": reference}, {"y": test}, statistics=False)["y"]
+    assert light.passed == full.passed
+    if case == "far":  # elsewhere near-ties may rank differently in float32
+        assert light.worst_index == full.worst_index == (2, 7)
+    assert light.max_abs == pytest.approx(full.max_abs, rel=1e-6)
+    assert light.nonfinite_mismatches == full.nonfinite_mismatches
+    assert light.median_abs is light.cosine is light.min_atol is light.top5_overlap is None
+    assert full.median_abs is not None and full.min_atol is not None
+
+
+def test_verdict_alone_keeps_the_gates_it_is_asked_for(logits):
+    swapped = logits.copy()
+    swapped[0] = logits[1]
+    gated = tolerance_for("fp16")
+    light = compare_outputs({"y": logits}, {"y": swapped}, gated, statistics=False)
+    assert not light and light["y"].top1_agreement == 0.75 and "top-1 agreement" in light.reason
+    mean = Tolerance(atol=1e-3, rtol=0, check_error_stat="mean")
+    assert compare_outputs({"y": logits}, {"y": logits + 1e-4}, mean, statistics=False)
+
+
+def test_scaled_to_makes_atol_relative_to_the_largest_finite_value(logits):
+    tolerance = Tolerance(atol=1e-4, rtol=0, check_error_stat="max")
+    assert scaled_to(tolerance, np.full(3, 0.5, np.float32)).atol == 1e-4  # max(1, ...)
+    big = np.array([-300.0, 2.0, np.nan, np.inf], np.float32)
+    scaled = scaled_to(tolerance, big)
+    assert scaled.atol == pytest.approx(3e-2) and scaled.check_error_stat == "max"
+    assert scaled_to(tolerance, np.array([], np.float32)).atol == 1e-4
+    # the exporter's rule: within 1e-4 x max(1, max|logit|) passes, beyond fails
+    logits = np.array([[250.0, -10.0]], np.float32)
+    rule = scaled_to(tolerance, logits)
+    assert compare_outputs({"y": logits}, {"y": logits + np.float32(0.02)}, rule)
+    assert not compare_outputs({"y": logits}, {"y": logits + np.float32(0.03)}, rule)
+
+
+def test_validation_compare_is_the_exporters_function():
+    import exporter.compare
+    import validation.compare
+
+    assert validation.compare.compare_outputs is exporter.compare.compare_outputs
+    assert validation.compare.Tolerance is exporter.compare.Tolerance
