@@ -10,6 +10,9 @@ The pipeline, step by step (each is a small function below):
   fp16            optional FP16 graph with FP32 inputs/outputs (TensorRT 11, ORT CUDA FP16)
   check           ONNX Runtime CPU against Paddle on the bundled photographs and random inputs
   golden          reference.npz: preprocessed photographs, their hashes, Paddle's outputs
+Paddle Inference and ONNX Runtime run through runtimes' runner classes (imported when a check
+runs; they import only the exporter's errors and layout), and every check applies the one
+comparison rule (exporter.compare, validation's too).
 Everything is built in a temporary folder beside the target and renamed into place at the
 end, under a lock (exporter.layout), so a failed, interrupted or terminated export never
 leaves a half-written folder and two concurrent exports of one model cannot corrupt each
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from exporter import provenance
+from exporter.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
 from exporter.errors import CheckFailed, DependencyError, ExportError, Terminated, UsageError
 from exporter.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE,
                              PADDLE2ONNX_LOG, ExportDir, find_paddle_program)
@@ -44,6 +49,8 @@ from exporter.specs import ModelSpec, get_spec
 
 if TYPE_CHECKING:
     import onnx
+
+    from runtimes.base import Runner
 
 OPSETS = range(11, 20)
 DEFAULT_OPSET = 13
@@ -250,7 +257,7 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     in_pieces = params.stat().st_size >= PROTOBUF_LIMIT
     if not in_pieces:  # Paddle loads it first: a broken program is named as such, not by ONNX
         with step("reference", f"{spec.name}: computing Paddle reference outputs"):
-            reference = _paddle_reference(spec, program, params, feed, program_files)
+            reference = _paddle_reference(spec, program, feed, program_files)
     with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"
               + (", in pieces (past protobuf's 2 GB)" if in_pieces else "")):
         if in_pieces:
@@ -263,16 +270,14 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     del layer  # the 828M-parameter models need the memory for Paddle Inference below
     if in_pieces:
         with step("reference", f"{spec.name}: computing Paddle reference outputs"):
-            reference = _paddle_reference(spec, program, params, feed, program_files)
-    simplify_error = None
+            reference = _paddle_reference(spec, program, feed, program_files)
+    unsimplified = None
     if request["simplify"] and not in_pieces:  # pieces were simplified one by one
         with step("simplify", f"{spec.name}: simplifying with onnxsim"):
-            unsimplified = _ort_outputs(graph, spec, feed)
+            with tempfile.TemporaryDirectory(dir=stage) as folder:  # ORT runs saved graphs
+                save_onnx(graph, Path(folder) / ONNX_FILE)
+                unsimplified = _ort_outputs(Path(folder) / ONNX_FILE, spec, feed)
             graph = _simplify(graph)
-            simplify_error = _max_abs(_ort_outputs(graph, spec, feed), unsimplified)
-            if simplify_error > _tolerance(spec, unsimplified):
-                raise CheckFailed(f"onnxsim changed {spec.name}'s outputs by {simplify_error:.3g};"
-                                  " export again with --no-simplify")
     _set_metadata(graph, spec, weights_source)
     with step("save", f"{spec.name}: saving {ONNX_FILE}"):
         save_onnx(graph, stage / ONNX_FILE)
@@ -280,17 +285,25 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
             _check_graph(stage / ONNX_FILE)
     with step("check", f"{spec.name}: checking ONNX Runtime against Paddle"):
         onnx_outputs = _ort_outputs(stage / ONNX_FILE, spec, feed)
+        simplify_error = None
+        if unsimplified is not None:  # the simplified graph against the one onnxsim was given
+            simplified = _compare(spec, unsimplified, onnx_outputs, _tolerance(spec, unsimplified))
+            simplify_error = _max_abs_error(simplified)
+            if not simplified:
+                raise CheckFailed(f"onnxsim changed {spec.name}'s outputs by {simplify_error:.3g};"
+                                  " export again with --no-simplify")
         check = _check_figures(spec, reference, onnx_outputs, len(names))
     fp16_check = None
     if request["fp16"]:
         with step("fp16", f"{spec.name}: writing {FP16_FILE}"):
             convert_fp16(stage / ONNX_FILE, stage / FP16_FILE)
             fp16_outputs = _ort_outputs(stage / FP16_FILE, spec, feed)
+            shown = len(names)  # the photographs, before the random inputs
             fp16_check = {"kept_fp32_ops": list(FP16_FP32_OPS),
-                          "max_abs_error_vs_fp32": _max_abs(fp16_outputs, onnx_outputs),
-                          "top1_agreement_photos": float(np.mean(
-                              fp16_outputs[:len(names)].argmax(1)
-                              == onnx_outputs[:len(names)].argmax(1)))}
+                          "max_abs_error_vs_fp32": _max_abs_error(
+                              _compare(spec, onnx_outputs, fp16_outputs)),
+                          "top1_agreement_photos": _compare(
+                              spec, onnx_outputs[:shown], fp16_outputs[:shown]).top1_agreement}
     provenance.write_atomic(stage / GOLDEN_FILE, _golden_npz(names, photos, reference[:len(names)]))
     manifest = {
         "model": spec.name, "request": request, "weights": weights_source,
@@ -372,12 +385,12 @@ def _check_paddle_model(spec: ModelSpec, program: Path, params: Path) -> None:
                          f"another network? pass {spec.name}'s own")
 
 
-def _paddle_reference(spec: ModelSpec, program: Path, params: Path, feed: np.ndarray,
+def _paddle_reference(spec: ModelSpec, program: Path, feed: np.ndarray,
                       given: tuple[Path, Path] | None) -> np.ndarray:
     """Paddle's outputs on ``feed``: the one boundary where a bad Paddle program is caught
     (``given``: the user's files it was copied from, named in the message)."""
     try:
-        reference = paddle_inference_outputs(program, params, feed)
+        reference = paddle_inference_outputs(program, feed)
     except (DependencyError, MemoryError):
         raise
     except (Exception, SystemExit) as exc:  # paddle raises RuntimeError, ValueError, ...
@@ -556,54 +569,68 @@ def _set_metadata(graph: onnx.ModelProto, spec: ModelSpec, weights: dict[str, An
         graph.metadata_props.add(key=key, value=value)
 
 
-def paddle_inference_outputs(program: Path, params: Path, feed: np.ndarray) -> np.ndarray:
-    """Outputs of the saved program under Paddle Inference (CPU, plain kernels).
+def paddle_inference_outputs(program: Path, feed: np.ndarray) -> np.ndarray:
+    """The first output of the saved program (its ``.pdiparams`` beside it) under Paddle
+    Inference on the CPU, one thread per available core: runtimes' Paddle runner."""
+    from runtimes.paddle_inference import PaddleRunner
 
-    A few lines beside runtimes' Paddle runner on purpose: the exporter sits below runtimes
-    and must not import it."""
-    try:
-        import paddle.inference as paddle_infer
-    except ImportError as exc:
-        raise DependencyError("paddle is not installed; pip install 'paddlepaddle>=3.3,<3.4'") from exc
-    config = paddle_infer.Config(str(program), str(params))
-    config.disable_gpu()
-    config.disable_glog_info()
-    config.set_cpu_math_library_num_threads(len(os.sched_getaffinity(0)))
-    predictor = paddle_infer.create_predictor(config)
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(feed.shape)
-    handle.copy_from_cpu(np.ascontiguousarray(feed))
-    predictor.run()
-    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    with _ready(PaddleRunner)(program, threads=len(os.sched_getaffinity(0))) as runner:
+        outputs = runner.infer({next(iter(runner.input_specs)): np.ascontiguousarray(feed)})
+    return next(iter(outputs.values()))
 
 
-def _ort_outputs(model: onnx.ModelProto | Path, spec: ModelSpec, feed: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+def _ort_outputs(model: Path, spec: ModelSpec, feed: np.ndarray) -> np.ndarray:
+    """The first output of a saved ONNX graph under ONNX Runtime CPU: runtimes' runner."""
+    from runtimes.onnxrt import OnnxRuntimeRunner
 
-    source = model.SerializeToString() if not isinstance(model, Path) else str(model)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # paddle2onnx leaves unused initializers ORT warns about
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    return session.run(None, {spec.input_name: feed})[0]
+    with _ready(OnnxRuntimeRunner)(model) as runner:
+        return next(iter(runner.infer({spec.input_name: feed}).values()))
 
 
-def _max_abs(test: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.max(np.abs(test.astype(np.float64) - reference)))
+def _ready(runner: type[Runner]) -> type[Runner]:
+    """The runner class, or a DependencyError (what to install) when it cannot run here.
+
+    The runner modules are imported, not the ``runtimes`` package: its registry reaches the
+    engine builder, which imports this module (no import cycle, lazy imports included)."""
+    if reason := runner.unavailable_reason():
+        raise DependencyError(f"runtime {runner.kind} is not available: {reason}")
+    return runner
 
 
-def _tolerance(spec: ModelSpec, reference: np.ndarray) -> float:
-    """Float32 rounding grows with depth and magnitude: relative to max(1, max|reference|)."""
-    return spec.export_tolerance * max(1.0, float(np.max(np.abs(reference))))
+def _tolerance(spec: ModelSpec, reference: np.ndarray) -> Tolerance:
+    """The export's check: max abs error within ``spec.export_tolerance`` x max(1,
+    max|reference|) (README; float32 rounding grows with depth and magnitude)."""
+    return scaled_to(Tolerance(atol=spec.export_tolerance, rtol=0.0, check_error_stat="max",
+                               why="float32 rounding, relative to max(1, max|reference|)"),
+                     reference)
+
+
+def _compare(spec: ModelSpec, reference: np.ndarray, test: np.ndarray,
+             tolerance: Tolerance | None = None) -> OutputComparison:
+    """The logits of two runs by the one comparison rule (exporter.compare)."""
+    name = spec.output_name
+    return compare_outputs({name: reference}, {name: test}, tolerance)[name]
+
+
+def _max_abs_error(comparison: OutputComparison) -> float:
+    """Its max abs error; NaN when NaN/Inf stand where the other side has another value (the
+    figure of an error that no tolerance covers)."""
+    return math.nan if comparison.nonfinite_mismatches or comparison.max_abs is None \
+        else comparison.max_abs
 
 
 def _check_figures(spec: ModelSpec, reference: np.ndarray, test: np.ndarray,
                    photos: int) -> dict[str, Any]:
-    error, tolerance = _max_abs(test, reference), _tolerance(spec, reference)
+    tolerance = _tolerance(spec, reference)
+    result = _compare(spec, reference, test, tolerance)
+    # A reference that is not finite proves nothing, even where the test has the same NaN.
+    finite = bool(np.isfinite(reference).all())
     return {"against": "paddle-inference-cpu", "runtime": "onnxruntime-cpu",
             "inputs": {"photos": photos, "random": len(reference) - photos},
-            "max_abs_error": error, "tolerance": tolerance, "passed": error <= tolerance,
+            "max_abs_error": _max_abs_error(result) if finite else math.nan,
+            "tolerance": tolerance.atol, "passed": result.passed and finite,
             "max_abs_reference": float(np.max(np.abs(reference))),
-            "top1_agreement": float(np.mean(test.argmax(1) == reference.argmax(1)))}
+            "top1_agreement": result.top1_agreement}
 
 
 def _golden_npz(names: list[str], photos: np.ndarray, outputs: np.ndarray) -> bytes:
