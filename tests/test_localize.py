@@ -244,3 +244,22 @@ def test_graphs_with_external_data_are_marked_without_copying_weights(tmp_path, 
     result = localize(folder / "model.onnx", feed, FP32, reference_model_path=clean)
     assert result.tensors[0].node == "conv2" and result.compared >= 3
     assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "model.onnx.data"]
+
+
+def test_tensor_names_with_wildcard_characters_are_marked_as_themselves(tmp_path, feed):
+    """Polygraphy's ModifyOutputs reads *, ? and [ as patterns: names must match only themselves."""
+    def renamed(model):
+        names = {"c2": "c2[0]*", "s2": "s?2", "r1": "r1[x]"}
+        for node in model.graph.node:
+            node.input[:] = [names.get(n, n) for n in node.input]
+            node.output[:] = [names.get(n, n) for n in node.output]
+        return model
+
+    clean = save(renamed(cnn()), tmp_path / "clean.onnx")
+    copy = save(renamed(cnn()), tmp_path / "copy.onnx")
+    agreed = localize(copy, feed, FP32, reference_model_path=clean, chunk_size=2)
+    assert agreed.compared == 9 and not agreed.found
+    faulty = save(renamed(perturb(cnn(), "w2")), tmp_path / "faulty.onnx")
+    result = localize(faulty, feed, FP32, reference_model_path=clean, chunk_size=2)
+    assert [t.tensor for t in result.tensors] == ["c2[0]*", "s?2", "a2"]
+    assert result.tensors[0].suspects == ("conv2 (Conv)",)

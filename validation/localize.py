@@ -16,13 +16,14 @@ last agreeing tensors and a failing one are reported as suspects.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from exporter.errors import UsageError
 from exporter.layout import find_paddle_program
-from validation.compare import Tolerance, to_jsonable
+from validation.compare import Tolerance, compare_outputs, scaled_to, to_jsonable
 
 _TRANSPARENT = frozenset({"Identity", "Cast"})  # pass a value through unchanged (but dtype)
 _PADDLE_PARAM = re.compile(r"^(?P<layer>[A-Za-z][\w]*?_\d+)\.(?:w|b)_\d+$")  # conv2d_3.w_0
@@ -157,6 +158,7 @@ def localize_sources(test: TensorSource, reference: TensorSource, tolerance: Tol
     """Compare matching tensors chunk by chunk in topological order; stop after ``limit``."""
     if chunk_size < 1 or limit < 1:
         raise UsageError(f"chunk size and limit must be >= 1, got {chunk_size} and {limit}")
+    rule = _tensor_rule(tolerance)
     candidates, skipped = _comparable(test, reference)
     producers = test.graph.producers()
     verdicts: dict[str, bool] = {}  # tensor -> agreed
@@ -171,12 +173,9 @@ def localize_sources(test: TensorSource, reference: TensorSource, tolerance: Tol
                     _is_float(ref_value) and _is_float(test_value)):
                 skipped += 1
                 continue
-            if ref_value.shape != test_value.shape:
-                notes.append(f"{name}: shape {list(test_value.shape)} != reference "
-                             f"{list(ref_value.shape)}")
-                agreed, error, allowed = False, float("inf"), 0.0
-            else:
-                agreed, error, allowed = _excess(ref_value, test_value, tolerance)
+            agreed, error, allowed, shape_note = _verdict(name, ref_value, test_value, rule)
+            if shape_note:
+                notes.append(shape_note)
             verdicts[name] = agreed
             if not verdicts[name] and len(found) < limit:
                 node = producers[name]
@@ -198,25 +197,14 @@ def localize_sources(test: TensorSource, reference: TensorSource, tolerance: Tol
 # ---- sources --------------------------------------------------------------------------------
 
 def onnx_tensors(model_path: str | Path, feed: Mapping[str, np.ndarray], *,
-                 providers: Sequence[str] = ("CPUExecutionProvider",),
-                 description: str | None = None) -> TensorSource:
-    """ONNX Runtime on ``model_path`` (CPU unless ``providers`` says otherwise)."""
-    import onnxruntime as ort
+                 kind: str = "onnxruntime", description: str | None = None) -> TensorSource:
+    """ONNX Runtime on ``model_path`` through runtimes' runner of ``kind`` (CPU by default)."""
+    import runtimes
 
-    model = _load_onnx(model_path)
-    feed = dict(feed)
-
-    def fetch(names: Sequence[str]) -> dict[str, np.ndarray]:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # the marked graph makes ORT warn about unused outputs
-        with _marked(model, model_path, names) as marked:
-            session = ort.InferenceSession(marked, options, providers=list(providers))
-            wanted = [o.name for o in session.get_outputs() if o.name in set(names)]
-            return dict(zip(wanted, session.run(wanted, feed)))
-
-    where = "CPU" if list(providers) == ["CPUExecutionProvider"] else ", ".join(providers)
-    return TensorSource(description or f"ONNX Runtime {where} on {Path(model_path).name}",
-                        _onnx_graph(model), fetch)
+    where = "CPU" if kind == "onnxruntime" else kind
+    return runner_tensors(model_path, feed, lambda path: runtimes.create_runner(kind, path),
+                          description=description or
+                          f"ONNX Runtime {where} on {Path(model_path).name}")
 
 
 def runner_tensors(model_path: str | Path, feed: Mapping[str, np.ndarray],
@@ -225,14 +213,16 @@ def runner_tensors(model_path: str | Path, feed: Mapping[str, np.ndarray],
     model = _load_onnx(model_path)
     feed = dict(feed)
 
+    graph = _onnx_graph(model)  # before any marking: the graph's own outputs
+
     def fetch(names: Sequence[str]) -> dict[str, np.ndarray]:
-        with _marked(model, model_path, names, as_file=True) as marked:
-            runner = factory(Path(marked))
+        with _marked(model, model_path, names) as marked:
+            runner = factory(marked)
             with runner:
                 outputs = runner.infer(dict(feed))
         return {name: np.asarray(value) for name, value in outputs.items() if name in names}
 
-    return TensorSource(description, _onnx_graph(model), fetch)
+    return TensorSource(description, graph, fetch)
 
 
 def paddle_tensors(program: str | Path, feed: Mapping[str, np.ndarray], *,
@@ -357,29 +347,30 @@ def _is_float(value: np.ndarray) -> bool:
     return bool(np.issubdtype(np.asarray(value).dtype, np.floating))
 
 
-def _excess(ref: np.ndarray, test: np.ndarray, tol: Tolerance) -> tuple[bool, float, float]:
-    """(agreed, max abs error, error allowed where the tolerance is missed by the most).
+def _tensor_rule(tolerance: Tolerance) -> Tolerance:
+    """The tolerance applied to every intermediate tensor: element-wise, without a top-1 gate
+    (a feature map is not logits), atol scaled per tensor by :func:`scaled_to`."""
+    return replace(tolerance, check_error_stat="elemwise", min_top1_agreement=None)
 
-    Allowed per element: atol * max(1, max|ref|) + rtol * |ref|. Intermediate tensors range
-    over orders of magnitude, so the atol meant for logits is scaled by the tensor's size
-    (the exporter's rule); NaN/Inf must sit where the reference has the same value.
+
+def _verdict(name: str, ref: np.ndarray, test: np.ndarray,
+             rule: Tolerance) -> tuple[bool, float, float, str | None]:
+    """(agreed, max abs error, error allowed where the tolerance is missed by the most, a note
+    when the shapes differ) by compare_outputs, the one comparison rule.
+
+    Allowed per element: atol * max(1, max|ref|) + rtol * |ref|: intermediate tensors range
+    over orders of magnitude, so the atol meant for logits is scaled by the tensor's size;
+    NaN/Inf must sit where the reference has the same value (else the error is inf).
     """
-    # float32 arithmetic is plenty for tolerances of 1e-3 and halves the cost on big tensors.
-    dtype = np.float64 if np.float64 in (ref.dtype, test.dtype) else np.float32
-    ref, test = np.asarray(ref, dtype), np.asarray(test, dtype)
-    finite = np.isfinite(ref) & np.isfinite(test)
-    if not finite.all():
-        same = (ref == test) | (np.isnan(ref) & np.isnan(test))
-        if np.any(~finite & ~same):
-            return False, float("inf"), 0.0
-        if not finite.any():
-            return True, 0.0, 0.0
-        ref, test = ref[finite], test[finite]
-    diff = np.abs(test - ref)
-    magnitude = np.abs(ref)
-    allowed = tol.atol * max(1.0, float(magnitude.max())) + tol.rtol * magnitude
-    worst = np.unravel_index(int(np.argmax(diff - allowed)), diff.shape)
-    return bool(diff[worst] <= allowed[worst]), float(diff.max()), float(allowed[worst])
+    tolerance = scaled_to(rule, ref)
+    out = compare_outputs({name: ref}, {name: test}, tolerance, statistics=False)[name]
+    if out.max_abs is None:  # the shapes differ
+        return False, float("inf"), 0.0, out.reason
+    if out.nonfinite_mismatches:
+        return False, float("inf"), 0.0, None
+    magnitude = abs(float(ref[out.worst_index])) if ref.size and out.worst_index is not None \
+        else 0.0
+    return out.passed, out.max_abs, tolerance.atol + tolerance.rtol * magnitude, None
 
 
 # ---- ONNX and Paddle plumbing --------------------------------------------------------------
@@ -422,41 +413,36 @@ def _topological(nodes: list[Node], known: set[str]) -> list[Node]:
 
 
 @contextmanager
-def _marked(model: Any, model_path: str | Path, names: Sequence[str],
-            as_file: bool = False) -> Iterator[Any]:
-    """The model with ``names`` as extra graph outputs: bytes, or a file when needed.
+def _marked(model: Any, model_path: str | Path, names: Sequence[str]) -> Iterator[Path]:
+    """A file of the model with exactly ``names`` as its outputs (Polygraphy's ModifyOutputs).
 
-    A graph with external data is written beside the original (a hidden temporary file), so
-    that its relative data paths still resolve and the weights are never copied.
+    The outputs of ``model`` are replaced in place: it is the source's own copy of the graph,
+    loaded once, and only its outputs change from chunk to chunk (copying the weights for
+    every chunk would cost more than running it). A graph with external data is written
+    beside the original (a hidden temporary file), so that its relative data paths still
+    resolve and the weights are never copied.
     """
     import onnx
-    from onnx import helper
     from onnx.external_data_helper import uses_external_data
+    from polygraphy.backend.onnx import ModifyOutputs
 
-    marked = onnx.ModelProto()
-    marked.CopyFrom(model)
-    present = {o.name for o in marked.graph.output}
-    marked.graph.output.extend(helper.make_empty_tensor_value_info(n)
-                               for n in names if n not in present)
-    external = any(uses_external_data(t) for t in marked.graph.initializer)
-    if not (as_file or external):
-        yield marked.SerializeToString()  # under 2 GB: its weights are inside
-        return
+    # Polygraphy reads *, ? and [ as wildcards: a name is marked as itself.
+    marked = ModifyOutputs(model, outputs=[glob.escape(n) for n in names])()
     source = Path(model_path)
-    if external:
+    if any(uses_external_data(t) for t in marked.graph.initializer):
         handle, name = tempfile.mkstemp(dir=source.parent, prefix=f".{source.stem}.localize-",
                                         suffix=".onnx")
         os.close(handle)
         try:
             onnx.save(marked, name)  # the external references stay as they are
-            yield name
+            yield Path(name)
         finally:
             Path(name).unlink(missing_ok=True)
         return
     with tempfile.TemporaryDirectory(prefix="crossrt-localize-") as folder:
         path = Path(folder) / source.name
         onnx.save(marked, str(path))
-        yield str(path)
+        yield path
 
 
 def _paddle_values(program: Any) -> dict[str, Any]:
