@@ -30,10 +30,6 @@ INSTALL_TRT = TENSORRT.install
 GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
-ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
-              "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
-              "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
-
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
@@ -62,9 +58,20 @@ def ort_provider_library(provider: str) -> bool:
 
 
 def ort_dtype(type_name: str) -> np.dtype:
-    if type_name not in ORT_DTYPES:
+    """The NumPy dtype of an ONNX Runtime type name (``tensor(float)``), by Polygraphy's own
+    mapping of ONNX Runtime's types; a UsageError for one without a numeric NumPy dtype."""
+    from polygraphy.datatype import DataType
+    from polygraphy.exception import PolygraphyException
+    from polygraphy.logger import G_LOGGER
+
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL + 1):  # the one-line error below says it all
+        try:
+            dtype = DataType.to_dtype(DataType.from_dtype(type_name, "onnxruntime"), "numpy")
+        except PolygraphyException:  # a type NumPy has no dtype for (bfloat16, float8)
+            dtype = None
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
         raise UsageError(f"unsupported ONNX tensor type {type_name}")
-    return np.dtype(ORT_DTYPES[type_name])
+    return dtype
 
 
 def graph_precision(path: Any) -> str:

@@ -159,6 +159,18 @@ def test_unknown_option_and_kind(export_dir):
         runtimes.create_runner("ort", export_dir)
 
 
+def test_onnxruntime_types_map_through_polygraphy(capfd):
+    from runtimes.onnxrt import ort_dtype
+
+    assert ort_dtype("tensor(float)") == np.float32 and ort_dtype("tensor(float16)") == np.float16
+    assert ort_dtype("tensor(int64)") == np.int64 and ort_dtype("tensor(bool)") == np.bool_
+    for unsupported in ("tensor(bfloat16)", "tensor(string)", "tensor(complex)"):
+        with pytest.raises(UsageError, match=r"unsupported ONNX tensor type tensor\("):
+            ort_dtype(unsupported)
+    captured = capfd.readouterr()  # one error, no Polygraphy log lines beside it
+    assert captured.err == "" and captured.out == ""
+
+
 def test_cuda_runner_binding_logic_on_the_cpu(tmp_path):
     """The onnxruntime-cuda runner's I/O bindings (one per purpose and shape, each with its own
     CUDA-graph id), run on the CPU EP, where ONNX Runtime ignores the graph ids."""
