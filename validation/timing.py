@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 NOISY_CV = 0.05  # trtexec-style warning threshold on the coefficient of variation
 NOISY_WARNING = "noisy machine; lock clocks / close other work"
 Clock = Callable[[], int]  # nanoseconds
@@ -71,14 +73,6 @@ class TimingStats:
         return {**asdict(self), "noisy": self.noisy}
 
 
-def _percentile(ordered: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile of sorted data (numpy's default method)."""
-    position = (len(ordered) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def summarize(durations_ms: Sequence[float], batch_size: int = 1) -> TimingStats:
     """Statistics of per-iteration durations (ms); a pure function, no clock involved."""
     if not durations_ms:
@@ -89,9 +83,10 @@ def summarize(durations_ms: Sequence[float], batch_size: int = 1) -> TimingStats
     count = len(ordered)
     mean = math.fsum(ordered) / count
     variance = math.fsum((d - mean) ** 2 for d in ordered) / (count - 1) if count > 1 else 0.0
+    median, p90, p99 = (float(p) for p in np.percentile(ordered, [50, 90, 99]))  # linear
     return TimingStats(
-        min_ms=ordered[0], median_ms=_percentile(ordered, 50), mean_ms=mean,
-        p90_ms=_percentile(ordered, 90), p99_ms=_percentile(ordered, 99), max_ms=ordered[-1],
+        min_ms=ordered[0], median_ms=median, mean_ms=mean,
+        p90_ms=p90, p99_ms=p99, max_ms=ordered[-1],
         throughput_ips=batch_size * 1000.0 / mean if mean > 0 else math.inf,
         cv=math.sqrt(variance) / mean if mean > 0 else 0.0,
         iterations=count, batch_size=batch_size)
