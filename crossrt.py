@@ -99,9 +99,9 @@ def _fmt(value: float | None) -> str:
 
 
 def _table(rows: list[tuple[Any, ...]]) -> str:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in rows)
+    from validation.report import text_table  # the one table renderer (validate's too)
+
+    return text_table(rows)
 
 
 # --- export-onnx ------------------------------------------------------------------------

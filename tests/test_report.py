@@ -9,7 +9,7 @@ import pytest
 
 from validation.compare import compare_outputs, degenerate_reference, tolerance_for
 from validation.report import (COLUMNS, ComparisonRecord, ReportContext, render_markdown,
-                               render_table, report_dict, summary)
+                               render_table, report_dict, summary, text_table)
 
 SYNTHETIC = {"kind": "synthetic", "seed": 0, "calibration": "BatchNorm statistics"}
 CHECKPOINT = {"kind": "checkpoint", "sha256": "ab" * 32}
@@ -127,3 +127,17 @@ def test_inputs_column_appears_only_when_records_carry_inputs(records):
     labelled = [ComparisonRecord(r.runtime, r.batch_size, r.result, inputs="photos")
                 for r in records]
     assert "inputs" in render_table(labelled).splitlines()[0]
+
+
+def test_one_text_table_for_every_terminal_table():
+    """crossrt's zoo/runtimes tables and validate's: aligned columns, verbatim cells."""
+    rows = [("runtime", "available", "why"), ("paddle", "yes", ""),
+            ("tensorrt", "no", "[bold]not[/] installed: pip install 'tensorrt-cu12'")]
+    assert text_table(rows).splitlines() == [
+        "runtime   available  why",
+        "paddle    yes",
+        "tensorrt  no         [bold]not[/] installed: pip install 'tensorrt-cu12'"]
+    ruled = text_table([("a", "bb"), ("ccc", 1)], rule=True).splitlines()
+    assert ruled == ["a    bb", "---  --", "ccc  1"]
+    long = "x" * 300  # never wrapped, whatever the terminal width
+    assert text_table([("h",), (long,)]).splitlines()[1] == long

@@ -74,20 +74,56 @@ def summary(record: ComparisonRecord) -> dict[str, Any]:
             "passed": record.result.passed}
 
 
+def text_table(rows: Sequence[Sequence[Any]], *, rule: bool = False) -> str:
+    """The one terminal table of crossrt: ``rows[0]`` is the header; columns left-aligned,
+    two spaces apart, lines right-stripped (stable for logs and tests); with ``rule``, a line
+    of dashes under the header. Rendered by rich (display widths, not character counts),
+    without box, colour, markup or wrapping, whatever the terminal."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    header, *body = rows
+    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="none")
+    for name in header:
+        table.add_column(Text(str(name)), no_wrap=True)
+    if rule:
+        table.add_row(*(_Rule() for _ in header))
+    for row in body:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    text = io.StringIO()
+    Console(file=text, width=1 << 20, color_system=None, highlight=False).print(table)
+    return "\n".join(line.rstrip() for line in text.getvalue().splitlines())
+
+
+class _Rule:
+    """Dashes as wide as their column: measured as one character, so that the column keeps
+    the width of its other cells."""
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        return Measurement(1, 1)
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.segment import Segment
+
+        yield Segment("-" * options.max_width)
+
+
 def render_table(records: Sequence[ComparisonRecord],
                  context: ReportContext | None = None) -> str:
     """A plain-text table (stable for logs and tests), then failures and warnings."""
     with_inputs = any(r.inputs for r in records)
     header = list(COLUMNS[:2]) + (["inputs"] if with_inputs else []) + list(COLUMNS[2:])
     rows = [_cells(summary(r), with_inputs) for r in records]
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
     lines = []
     if context is not None:
         lines.append(f"{context.model}: reference {context.reference}"
                      + (f", {context.target}" if context.target else ""))
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.append(text_table([header, *rows], rule=True))
     lines += [f"FAIL {line}" for line in _failure_lines(records)]
     lines += [f"WARNING {w}" for w in _warnings(context)]
     return "\n".join(lines) + "\n"
