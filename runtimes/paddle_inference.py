@@ -9,7 +9,11 @@ file itself: the ``data`` ops of a PIR ``inference.json`` or the ``feed`` target
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -75,19 +79,23 @@ def _legacy_inputs(program: Path) -> list[tuple[str, list[int], str]]:
     return found
 
 
-def _import_paddle() -> Any:
-    """paddle, imported without taking over SIGTERM: Paddle installs a handler that prints its
-    C++ stack, and crossrt's own (clean up, exit 143) must stay."""
-    import signal
-    import threading
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main else None
-    import paddle
-
-    if main and previous is not None:
-        signal.signal(signal.SIGTERM, previous)
-    return paddle
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """Paddle installs a SIGTERM handler of its own (it prints a C++ stack and aborts) when it
+    is imported; crossrt's (clean up, exit 143) is put back afterwards. Meanwhile the main
+    thread holds SIGTERM back, but a thread started earlier (e.g. by a BLAS library) may still
+    take it during those seconds and end in Paddle's handler: that window remains."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 class PaddleRunner(Runner):
@@ -143,7 +151,7 @@ class PaddleRunner(Runner):
         self._handles: Any = None
 
     def _config(self) -> Any:
-        paddle = _import_paddle()
+        import paddle
         import paddle.inference as pi
 
         config = pi.Config(str(self.path), str(self.path.with_suffix(".pdiparams")))
@@ -178,10 +186,11 @@ class PaddleRunner(Runner):
         config.set_trt_dynamic_shape_info(*shapes)  # min, max, opt: Paddle's argument order
 
     def _load(self) -> None:
-        import paddle.inference as pi
-
         try:
-            self._predictor = pi.create_predictor(self._config())
+            with _sigterm_kept():
+                import paddle.inference as pi
+
+                self._predictor = pi.create_predictor(self._config())
         except (RuntimeError, ValueError, OSError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise UsageError(f"Paddle Inference cannot load {self.path}: {first}") from error

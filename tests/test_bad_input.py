@@ -446,6 +446,20 @@ def test_sigterm_during_an_export_cleans_up_like_ctrl_c(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+def test_sigterm_while_paddle_runs_in_validate_exits_143_without_its_stack(b0_export, tmp_path):
+    """Paddle installs its own SIGTERM handler (it prints a C++ stack); crossrt's must stay."""
+    process = crossrt_process("validate", str(b0_export.path), "--random", "400",
+                              "--batch-sizes", "1", "--json", str(tmp_path / "report.json"))
+    seen: list[str] = []
+    wait_for(process.stderr, "running paddle", seen)  # Paddle imported and loaded
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=60)
+    check_outcome("sigterm-validate", process.returncode, "".join(seen) + rest, 143,
+                  "terminated", {}, ())
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_a_waiting_export_says_who_holds_the_lock(b0_export, tmp_path):
     copy = Path(shutil.copytree(b0_export.path, tmp_path / "copy"))
     before = snapshot(tmp_path)

@@ -262,8 +262,9 @@ def _run(participant: Participant, export_dir: Path,
     import runtimes
 
     options = {"fp16": True} if participant.precision == "fp16" else {}
-    say(f"running {participant.label}")
+    say(f"loading {participant.label}")
     with runtimes.create_runner(participant.kind, export_dir, **options) as runner:
+        say(f"running {participant.label}")
         return {bs: [runner.infer(feed) for _, feed in chunks] for bs, chunks in feeds.items()}
 
 
