@@ -94,9 +94,12 @@ def zoo(models: list[str], exports: Path, out: Path) -> None:
 
 
 def render(results: list[dict]) -> str:
+    from exporter.specs import SPECS
+
+    order = {name: i for i, name in enumerate(SPECS)}  # PaddleClas's row order
     lines = ["| model | precision | build s | plan MB | peak RSS MB | engine layers fp16 / fp32 |",
              "|---|---|---|---|---|---|"]
-    for r in results:
+    for r in sorted(results, key=lambda r: (order.get(r["model"], len(order)), r["precision"])):
         if r.get("exit") == 0:
             lines.append(f"| {r['model']} | {r['precision'].upper()} | {r['build_s']:.1f} | "
                          f"{r['plan_mb']:.1f} | {r['peak_rss_mb']} | {r['fp16_layers']} / "
@@ -164,6 +167,6 @@ if __name__ == "__main__":
         from exporter.specs import SPECS
 
         by_cost = sorted(SPECS, key=lambda n: (SPECS[n].published.params_m or 0) * SPECS[n].crop_size ** 2)
-        zoo(args.models or by_cost, args.exports, args.out)
+        zoo(args.models or by_cost, args.exports, args.out)  # cheapest first: results come early
     else:
         overhead(args.model, args.rounds)

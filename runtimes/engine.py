@@ -14,6 +14,7 @@ would silently build FP32 there. Either way an FP16 request that gives no FP16 l
 
 from __future__ import annotations
 
+import hashlib
 import re
 import resource
 import time
@@ -120,7 +121,8 @@ def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
                      "bytes_before": cache_before,
                      "bytes_after": cache.stat().st_size if cache.is_file() else None}},
         build={"seconds": round(build_seconds, 3), "peak_rss_mb": _peak_rss_mb(),
-               "plan_bytes": save_engine.stat().st_size, "plan_sha256": sha256_file(save_engine)},
+               "plan_bytes": len(memoryview(data)),
+               "plan_sha256": hashlib.sha256(memoryview(data)).hexdigest()},  # as written
         inference=inference)
     write_json(info.sidecar_path(save_engine), sidecar)
     return sidecar

@@ -244,20 +244,27 @@ class BuildLog:
     def create(cls, module: ModuleType) -> Any:
         """A ``module.ILogger`` that records; one per process (TensorRT keeps the first)."""
         if cls._instance is None:
+            from polygraphy.logger import G_LOGGER
+
+            _LEVELS = {getattr(module.ILogger.Severity, name): name for name in
+                       ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE")}
+            _FORWARDED = ("INTERNAL_ERROR", "ERROR", "WARNING")
+
             class _Logger(module.ILogger):  # type: ignore[name-defined]
                 def __init__(self) -> None:
                     module.ILogger.__init__(self)
                     self.messages: list[tuple[str, str]] | None = None
 
                 def log(self, severity: Any, message: str) -> None:
-                    from polygraphy.logger import G_LOGGER
-
-                    level = str(severity).rsplit(".", 1)[-1]
-                    if self.messages is not None:
+                    level = _LEVELS.get(severity) or str(severity).rsplit(".", 1)[-1]
+                    kept = level in _FORWARDED or message.startswith("Layers:")
+                    if kept and self.messages is not None:  # problems, and the layer report
                         self.messages.append((level, message))
-                    forward = {"INTERNAL_ERROR": G_LOGGER.error, "ERROR": G_LOGGER.error,
-                               "WARNING": G_LOGGER.warning, "INFO": G_LOGGER.verbose}
-                    forward.get(level, G_LOGGER.extra_verbose)(message)
+                    if kept or G_LOGGER.module_severity.get() <= G_LOGGER.VERBOSE:
+                        # a detailed build logs thousands of lines: pass them on only if shown
+                        forward = {"INTERNAL_ERROR": G_LOGGER.error, "ERROR": G_LOGGER.error,
+                                   "WARNING": G_LOGGER.warning, "INFO": G_LOGGER.verbose}
+                        forward.get(level, G_LOGGER.extra_verbose)(message)
 
             cls._instance = _Logger()
         return cls._instance
@@ -265,7 +272,8 @@ class BuildLog:
     @classmethod
     @contextlib.contextmanager
     def capture(cls) -> Iterator[list[tuple[str, str]]]:
-        """(severity, message) of everything TensorRT logs inside the block."""
+        """(severity, message) of the errors and warnings TensorRT logs inside the block, and
+        of its layer report (the rest of a detailed build's thousands of lines is not kept)."""
         from polygraphy.backend.trt import util as trt_util
 
         logger = trt_util.TRT_LOGGER
