@@ -151,7 +151,7 @@ def test_real_sweep_writes_markdown_json_csv_and_png(tmp_path, tiny_export):
     assert 400 <= height <= 2000 and 600 <= width <= 3000
 
     progress = lines.getvalue().splitlines()
-    assert len(progress) == 4 and progress[-1].startswith("bench: ResNeXt101_32x8d_wsl FP32 bs2")
+    assert len(progress) == 4 and progress[-1].startswith("crossrt: bench: ResNeXt101_32x8d_wsl FP32 bs2")
     assert "; 4/4 cells" in progress[-1]
     assert all("ms median" in line and "ETA" in line for line in progress)
 
@@ -208,7 +208,7 @@ def test_resume_runs_only_the_cells_left_after_an_interrupt(tmp_path, tiny_expor
     assert sorted(record_key(r) for r in final) == sorted(
         (m, "onnxruntime", "fp32", b) for m in ("EfficientNetB0", "EfficientNetB0_small")
         for b in (1, 2))
-    assert lines.getvalue().startswith("bench: resuming, 1 of 4 cells already done")
+    assert lines.getvalue().startswith("crossrt: bench: resuming, 1 of 4 cells already done")
     assert "; 2/4 cells" in lines.getvalue().splitlines()[1]
 
     bound.clear()  # without resume the sweep starts over

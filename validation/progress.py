@@ -41,7 +41,7 @@ class _Rate:
 
 
 class LineProgress:
-    """``title: done/total unit, rate unit/s, ETA h:mm:ss``, with the note first when there is one."""
+    """``crossrt: title: [note; ]done/total unit, rate unit/s, ETA h:mm:ss``."""
 
     def __init__(self, stream: IO[str], title: str = "progress", unit: str = "items",
                  every_s: float = 0.0):
@@ -71,7 +71,7 @@ class LineProgress:
         pass
 
     def _print(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        print(f"crossrt: {line}", file=self.stream, flush=True)  # a notice, as the CLI's
 
 
 class RichProgress:
