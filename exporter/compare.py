@@ -50,8 +50,9 @@ class Tolerance:
     why: str = ""  # where the figures come from, for reports
 
     def __post_init__(self) -> None:
-        if not (self.atol >= 0 and self.rtol >= 0):  # also rejects NaN
-            raise UsageError(f"tolerances must be >= 0, got atol={self.atol} rtol={self.rtol}")
+        if not (0 <= self.atol < math.inf and 0 <= self.rtol < math.inf):  # and NaN
+            raise UsageError(f"tolerances must be finite and >= 0 (an infinite one passes "
+                             f"everything), got atol={self.atol} rtol={self.rtol}")
         if self.check_error_stat not in ERROR_STATS:
             raise UsageError(f"unknown error statistic {self.check_error_stat!r}; "
                              f"choose one of {', '.join(ERROR_STATS)}")

@@ -307,6 +307,8 @@ CASES = [
     Case("validate-golden-rows-disagree", (*VALIDATE, "--load-outputs", "{tmp}/golden.npz"), 2,
          "names 2 rows", golden(fewer_names)),
     # --- bench and pipeline: every argument and the runtime before any work
+    Case("validate-infinite-atol", ("validate", "{export}", "--atol", "inf"), 2,
+         "must be finite"),
     Case("bench-json-is-a-folder", ("bench", SMALL, "--json", "{tmp}", "--results", "{tmp}/b"), 2,
          "is a folder"),
     Case("bench-out-is-a-file", ("bench", SMALL, "--results", "{tmp}/f.txt"), 2,
