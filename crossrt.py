@@ -288,6 +288,8 @@ def _validate(args: argparse.Namespace) -> int:
 # --- accuracy --------------------------------------------------------------------------
 
 def _accuracy_args(parser: argparse.ArgumentParser) -> None:
+    from validation.accuracy import DEFAULT_BATCH_SIZE
+
     parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="one folder per class "
                         "(class index = sorted folder order), or the root of --labels' paths")
@@ -299,7 +301,8 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
                         "onnxruntime)")
     parser.add_argument("--fp16", action="store_true",
                         help="also run the FP16 graph (and FP16 engine)")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="default 8")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help=f"default {DEFAULT_BATCH_SIZE}")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="N images spread evenly over the dataset (the same N every run)")
     parser.add_argument("--workers", type=int, metavar="N", help="threads decoding and "

@@ -280,7 +280,7 @@ CASES = [
          "batch size 10000000 of EfficientNetB0 needs about"),
     Case("validate-negative-seed", (*VALIDATE, "--seed", "-3"), 2, "--seed must be 0 or more"),
     Case("validate-negative-random", (*VALIDATE, "--random", "-1"), 2, "--random must be"),
-    Case("validate-negative-atol", (*VALIDATE, "--atol", "-1"), 2, "tolerances must be >= 0"),
+    Case("validate-negative-atol", (*VALIDATE, "--atol", "-1"), 2, "tolerances must be finite and >= 0"),
     Case("validate-top1-over-1", (*VALIDATE, "--min-top1-agreement", "2"), 2, "within [0, 1]"),
     Case("validate-unknown-error-stat", (*VALIDATE, "--check-error-stat", "p50"), 2,
          "invalid choice"),

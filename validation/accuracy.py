@@ -482,12 +482,12 @@ def rows(run: AccuracyRun) -> list[tuple[str, ...]]:
 
 def render_table(run: AccuracyRun) -> str:
     """Plain text: one line per runtime, then the differing and excluded images and gates."""
-    table = [HEADER, *rows(run)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+    from validation.report import text_table
+
     lines = [(f"{run.model}: accuracy on {run.dataset['evaluated']} images of "
               f"{run.dataset['root']} ({run.dataset['layout']} layout), reference "
               f"{run.reference}, {run.target}")]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    lines.append(text_table([HEADER, *rows(run)]))
     lines.append("published: PaddleClas's Top1/Top5; reference: the paper's, as PaddleClas "
                  "lists them (Reference Top1/Top5)")
     for result in run.results:
