@@ -43,7 +43,8 @@ from exporter import provenance
 from exporter.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
 from exporter.errors import CheckFailed, DependencyError, ExportError, Terminated, UsageError
 from exporter.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE,
-                             PADDLE2ONNX_LOG, ExportDir, find_paddle_program)
+                             PADDLE2ONNX_LOG, PADDLE_PARAMS_SUFFIX, PADDLE_PROGRAM_STEM,
+                             ExportDir, find_paddle_program)
 from exporter.preprocess import photo_batch, random_inputs
 from exporter.specs import ModelSpec, get_spec
 
@@ -133,7 +134,7 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
 def _paddle_model_files(path: str | Path) -> tuple[Path, Path]:
     """(program, params) of an existing Paddle inference model given as file, prefix or dir."""
     program = find_paddle_program(path)
-    return program, program.with_suffix(".pdiparams")
+    return program, program.with_suffix(PADDLE_PARAMS_SUFFIX)
 
 
 # --- reuse and replacement --------------------------------------------------------------
@@ -347,10 +348,9 @@ def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
     if source.get("kind") == "synthetic":
         say(f"{spec.name}: using synthetic weights (seed {seed}); pass --weights for real ones")
     spec_in = paddle.static.InputSpec([None, *spec.input_shape], "float32", name=spec.input_name)
-    paddle.jit.save(layer, str(folder / "inference"), input_spec=[spec_in])
-    program = next(p for p in (folder / "inference.json", folder / "inference.pdmodel")
-                   if p.is_file())
-    return program, folder / "inference.pdiparams", source, layer
+    paddle.jit.save(layer, str(folder / PADDLE_PROGRAM_STEM), input_spec=[spec_in])
+    program = find_paddle_program(folder)
+    return program, program.with_suffix(PADDLE_PARAMS_SUFFIX), source, layer
 
 
 def _check_paddle_model(spec: ModelSpec, program: Path, params: Path) -> None:

@@ -44,6 +44,7 @@ def engine_name(onnx_name: str, fp16: bool = False) -> str:
 
 ENGINE_FILE = engine_name(ONNX_FILE)
 ENGINE_FP16_FILE = engine_name(ONNX_FILE, fp16=True)
+PADDLE_PROGRAM_STEM = "inference"  # what paddle.jit.save writes: inference.json + .pdiparams
 PADDLE_PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDesc
 PADDLE_PARAMS_SUFFIX = ".pdiparams"
 _STAGING = ".crossrt-staging-"  # .NAME.crossrt-staging-XXXXXXXX (mkdtemp) or ...-old
@@ -123,7 +124,7 @@ class ExportDir:
         own = {MANIFEST_FILE, *(manifest.get("files", {}) if manifest else
                                 (ONNX_FILE, FP16_FILE, GOLDEN_FILE, PADDLE2ONNX_LOG,
                                  f"{ONNX_FILE}.data", f"{FP16_FILE}.data",
-                                 *(f"{PADDLE_DIR}/inference{suffix}" for suffix in
+                                 *(f"{PADDLE_DIR}/{PADDLE_PROGRAM_STEM}{suffix}" for suffix in
                                    (*PADDLE_PROGRAM_SUFFIXES, PADDLE_PARAMS_SUFFIX))))}
         present = (p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
                    if not p.is_dir())
@@ -266,7 +267,8 @@ def find_paddle_program(target: str | Path) -> Path:
     candidates: list[Path]
     if target.is_dir():
         folders = [target / PADDLE_DIR, target]
-        candidates = [f / f"inference{s}" for f in folders for s in PADDLE_PROGRAM_SUFFIXES]
+        candidates = [f / f"{PADDLE_PROGRAM_STEM}{s}" for f in folders
+                      for s in PADDLE_PROGRAM_SUFFIXES]
         candidates += [p for f in folders if f.is_dir() for s in PADDLE_PROGRAM_SUFFIXES
                        for p in sorted(f.glob(f"*{s}"))
                        if p.with_suffix(PADDLE_PARAMS_SUFFIX).is_file()]

@@ -154,7 +154,9 @@ class PaddleRunner(Runner):
         import paddle
         import paddle.inference as pi
 
-        config = pi.Config(str(self.path), str(self.path.with_suffix(".pdiparams")))
+        from exporter.layout import PADDLE_PARAMS_SUFFIX
+
+        config = pi.Config(str(self.path), str(self.path.with_suffix(PADDLE_PARAMS_SUFFIX)))
         options = self.options
         if options["device"] == "gpu":
             if not paddle.device.is_compiled_with_cuda():
