@@ -30,6 +30,7 @@ import pytest
 
 import crossrt
 from exporter.layout import ExportDir
+from rt_fixtures import write_tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -85,6 +86,30 @@ def truncate(name: str, keep: int) -> Callable[[Path], None]:
     def edit(folder: Path) -> None:
         data = (folder / name).read_bytes()
         (folder / name).write_bytes(data[:keep])
+    return edit
+
+
+def tiny_onnx(name: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        write_tiny_onnx(folder / name)
+    return edit
+
+
+def custom_op_onnx(name: str) -> Callable[[Path], None]:
+    """Relu then an op of a domain TensorRT has no importer for (``com.example.FancyOp``)."""
+    def edit(folder: Path) -> None:
+        import onnx
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["a"], name="relu0"),
+             helper.make_node("FancyOp", ["a"], ["y"], name="my_fancy", domain="com.example")],
+            "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 8])])
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                          helper.make_opsetid("com.example", 1)]),
+                  str(folder / name))
     return edit
 
 
@@ -336,11 +361,34 @@ CASES = [
     Case("pipeline-out-is-a-user-folder", ("pipeline", SMALL, "--out", "{tmp}/mine",
                                            "--duration-s", "0.1"), 2, "not a crossrt export",
          user_folder),
-    # --- build-engine's own file arguments (its engine cases live in test_build_engine)
+    # --- build-engine: files, graphs TensorRT cannot take, requests a backend refuses
     Case("build-engine-onnx-is-a-folder", ("build-engine", "--onnx", "{tmp}"), 2,
          "is a folder, not a file"),
     Case("build-engine-onnx-missing", ("build-engine", "--onnx", "{tmp}/model.onnx"), 2,
          "does not exist"),
+    *(Case(f"build-engine-{name}", ("build-engine", "--onnx", "{tmp}/m/model.onnx",
+                                    "--saveEngine", "{tmp}/out.engine", *flags), 2, words,
+           in_tmp(*(setup or (tiny_onnx("m/model.onnx"),))))
+      for name, flags, words, setup in (
+          ("custom-op", ("--optShapes", "x:2x3x8x8"), "node 'my_fancy' (op FancyOp, number 1)",
+           (custom_op_onnx("m/model.onnx"),)),
+          ("corrupt-onnx", (), "not a readable ONNX model",
+           (tiny_onnx("m/model.onnx"), truncate("m/model.onnx", 200))),
+          ("tiny-workspace", ("--backend", "tensorrt-rtx", "--memPoolSize", "workspace:1K"),
+           "is too small for model.onnx", None),
+          ("data-center-target", ("--backend", "tensorrt-rtx", "--computeCapabilities", "9.0"),
+           "no compute capability 9.0 target", None),
+          ("bad-target", ("--computeCapabilities", "86"), "bad compute capability", None),
+          ("rtx-timing-cache", ("--backend", "tensorrt-rtx", "--timingCacheFile", "{tmp}/t"),
+           "keeps no timing cache", None),
+          ("rtx-dla-pool", ("--backend", "tensorrt-rtx", "--memPoolSize", "dlaSRAM:1M"),
+           "has no DLA", None),
+          ("unknown-backend", ("--backend", "trt"), "invalid choice", None),
+          ("engine-is-a-folder", ("--saveEngine", "{tmp}"), "is a folder", None),
+          ("bad-shape", ("--optShapes", "x:1x3x-2"), "bad shape", None),
+          ("shape-of-another-input", ("--optShapes", "y:1x3x32x32"), "not an input", None),
+          ("optimization-level", ("--builderOptimizationLevel", "9"), "0..5", None),
+      )),
     Case("no-command", (), 2, "required"),
     Case("unknown-command", ("frobnicate",), 2, "invalid choice"),
 ]

@@ -349,57 +349,6 @@ def test_engine_is_reused_while_its_graph_is_unchanged(tmp_path):
     assert not reused and third["onnx"]["sha256"] != first["onnx"]["sha256"]
 
 
-def _custom_op_onnx(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["a"], name="relu0"),
-         helper.make_node("FancyOp", ["a"], ["y"], name="my_fancy", domain="com.example")], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 8])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
-                                                      helper.make_opsetid("com.example", 1)]),
-              str(path))
-    return path
-
-
-@needs_rtx
-@pytest.mark.parametrize("case, code, fragment", [
-    ("custom op", 2, "node 'my_fancy' (op FancyOp, number 1)"),
-    ("corrupt file", 2, "not a readable ONNX model"),
-    ("tiny workspace", 2, "is too small for model.onnx"),
-    ("data-center target", 2, "no compute capability 9.0 target"),
-    ("timing cache", 2, "keeps no timing cache"),
-    ("DLA pool", 2, "has no DLA"),
-    ("no full TensorRT", 2, "cannot build with TensorRT"),
-    ("engine path is a folder", 2, "is a folder"),
-])
-def test_build_failures_are_one_line(case, code, fragment, tmp_path, capsys):
-    import crossrt
-
-    onnx = write_tiny_onnx(tmp_path / "model.onnx")
-    engine = tmp_path / "out.engine"
-    extra = {"custom op": [], "corrupt file": [], "tiny workspace": ["--memPoolSize", "workspace:1K"],
-             "data-center target": ["--computeCapabilities", "9.0"],
-             "timing cache": ["--timingCacheFile", str(tmp_path / "t.cache")],
-             "DLA pool": ["--memPoolSize", "dlaSRAM:1M"], "no full TensorRT": ["--backend", "tensorrt"],
-             "engine path is a folder": []}[case]
-    if case == "custom op":
-        onnx = _custom_op_onnx(tmp_path / "custom.onnx")
-    elif case == "corrupt file":
-        onnx.write_bytes(onnx.read_bytes()[:200])
-    elif case == "engine path is a folder":
-        engine.mkdir()
-    if case == "no full TensorRT" and backends.TENSORRT.build_reason() is None:
-        pytest.skip("full TensorRT builds here")
-    assert crossrt.main(["build-engine", "--onnx", str(onnx), "--saveEngine", str(engine),
-                         *extra]) == code
-    err = capsys.readouterr().err.strip()
-    assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert not engine.is_file() and not info.sidecar_path(engine).exists()
-
-
 # -- sidecar and loading ---------------------------------------------------------------------------
 GPU_H200 = {"index": 0, "name": "NVIDIA H200", "compute_capability": "9.0", "driver": "12.8"}
 GPU_T4 = {"index": 0, "name": "Tesla T4", "compute_capability": "7.5", "driver": "12.2"}
