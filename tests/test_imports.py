@@ -94,7 +94,9 @@ print(json.dumps(dict(light=light, status=status, shape=shape, refused=refused,
 @pytest.mark.parametrize("module", ["runtimes.engine", "runtimes.engine_info",
                                     "runtimes.trt_backends", "runtimes.tensorrt_runner",
                                     "runtimes.onnxrt", "runtimes.paddle_inference",
-                                    "validation.pipeline"])
+                                    "validation.pipeline", "validation.validate",
+                                    "validation.accuracy", "validation.bench",
+                                    "validation.localize", "exporter.specs"])
 def test_every_runtime_module_imports_without_its_runtime(tmp_path, module):
     result = _run_without_paddle(
         f"import json, sys, {module}\n"
