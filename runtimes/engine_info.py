@@ -208,8 +208,8 @@ def make_sidecar(*, engine: Path, backend: Backend, version: str, targets: list[
         "profiles": [{name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])}
                       for name, s in profile.items()}],
         "precision": {"requested": plan.requested, "engine": engine_precision(counts),
-                      "layers": counts, "source": source, "evidence": evidence,
-                      "plan": plan.to_json()},
+                      "layers": counts, "fp16_share": fp16_share(counts), "source": source,
+                      "evidence": evidence, "plan": plan.to_json()},
         "builder_options": options,
         "build": build,
         "inference_check": inference,

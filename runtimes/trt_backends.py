@@ -342,13 +342,3 @@ def describe_backends() -> list[dict[str, Any]]:
                      "builds_here": build is None, "runs_here": run is None,
                      "version": None if installed else version, "summary": summary})
     return rows
-
-
-def engine_runs_here(path: Path) -> str | None:
-    """None when the engine at ``path`` can run on this machine, else why not (one line)."""
-    header = read_plan_header(path)
-    backend = BACKENDS[header["backend"]]
-    found, _ = probe.gpus()
-    targets = tuple(parse_compute(t) for t in header.get("targets", ())) or None
-    return backend.run_reason(found[0] if found else None, targets)
-

@@ -300,7 +300,8 @@ def test_rtx_build_is_real_and_its_precision_proven(rtx_builds, model, fp16):
     assert precision["source"] == "builder"  # no GPU: the builder's own layer report
     layers, network = precision["layers"], precision["evidence"]["network"]
     if fp16:
-        assert info.fp16_share(layers) > 0.8 and network["fp16"] > network.get("fp32", 0)
+        assert precision["fp16_share"] == info.fp16_share(layers) > 0.8
+        assert network["fp16"] > network.get("fp32", 0)
     else:
         assert layers.get("fp16", 0) == 0 and network.get("fp16", 0) == 0 and layers["fp32"] > 10
     assert "GPU" in sidecar["inference_check"]["skipped"]  # runs only where a GPU is a target
