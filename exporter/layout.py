@@ -117,15 +117,18 @@ class ExportDir:
         """Files that are not this export's own (user files an export may never delete).
 
         The export's own: the manifest and the files it lists, and what build-engine writes
-        beside the graphs. Without a usable manifest, the names an export can hold.
+        beside the graphs (engines, and the FP16 graph it converts when an FP16 engine is asked
+        of an export without one). Without a usable manifest, the names an export can hold.
         """
         if not self.path.is_dir():
             return []
-        own = {MANIFEST_FILE, *(manifest.get("files", {}) if manifest else
-                                (ONNX_FILE, FP16_FILE, GOLDEN_FILE, PADDLE2ONNX_LOG,
-                                 f"{ONNX_FILE}.data", f"{FP16_FILE}.data",
-                                 *(f"{PADDLE_DIR}/{PADDLE_PROGRAM_STEM}{suffix}" for suffix in
-                                   (*PADDLE_PROGRAM_SUFFIXES, PADDLE_PARAMS_SUFFIX))))}
+        converted = (FP16_FILE, f"{FP16_FILE}.data")
+        own = {MANIFEST_FILE, *converted, *(manifest.get("files", {}) if manifest else
+                                            (ONNX_FILE, GOLDEN_FILE, PADDLE2ONNX_LOG,
+                                             f"{ONNX_FILE}.data",
+                                             *(f"{PADDLE_DIR}/{PADDLE_PROGRAM_STEM}{suffix}"
+                                               for suffix in (*PADDLE_PROGRAM_SUFFIXES,
+                                                              PADDLE_PARAMS_SUFFIX))))}
         present = (p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
                    if not p.is_dir())
         return sorted(name for name in present

@@ -90,7 +90,8 @@ def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
     found, _ = probe.gpus()
     gpu = found[0] if found else None
     plan_targets = [backends.format_compute(t) for t in targets or chosen.default_targets] or None
-    runs_here = chosen.run_reason(gpu, targets) is None
+    why_not_here = chosen.run_reason(gpu, targets)  # None: a GPU here runs this plan
+    runs_here = why_not_here is None
     if runs_here:
         evidence["inspector"] = info.layer_precisions(_inspect(chosen, data))
     source, counts = info.decisive(evidence)
@@ -106,7 +107,7 @@ def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
     elif runs_here:
         inference = smoke_test(save_engine, profile)
     else:
-        inference = {"skipped": chosen.run_reason(gpu, targets)}
+        inference = {"skipped": why_not_here}
     sidecar = info.make_sidecar(
         engine=save_engine, backend=chosen, version=version,
         targets=plan_targets if chosen.target_bits else None,

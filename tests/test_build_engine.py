@@ -315,6 +315,10 @@ def test_fp16_plans_are_smaller_and_the_fp16_graph_was_converted(rtx_builds, sma
     for model in ("EfficientNetB0_small", "EfficientNetB0"):
         assert rtx_builds[model, True].stat().st_size < 0.75 * rtx_builds[model, False].stat().st_size
     assert (small_export / "model.fp16.onnx").is_file()  # made on the fly for the FP16 build
+    from exporter.layout import ExportDir
+
+    export = ExportDir(small_export)  # still all crossrt's own: --force may replace it
+    assert export.foreign_entries(export.manifest()) == []
 
 
 @needs_rtx
