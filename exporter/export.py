@@ -222,7 +222,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         raise Terminated
 
     with contextlib.suppress(ImportError):
-        import paddle
+        import paddle  # noqa: F401 - imported first, so its SIGTERM handler comes before ours
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield

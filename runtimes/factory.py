@@ -10,11 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import DependencyError, UsageError
+from exporter.errors import DependencyError
 # The export folder's names, kept importable from here (exporter.layout owns them).
 from exporter.layout import ENGINE_FILE, ENGINE_FP16_FILE, ONNX_FILE, PADDLE_DIR  # noqa: F401
 from exporter.layout import FP16_FILE as ONNX_FP16_FILE  # noqa: F401
 from exporter.layout import PADDLE_PROGRAM_SUFFIXES, ExportDir, find_paddle_program  # noqa: F401
+from exporter.layout import read_onnx
 from runtimes.availability import check_kind, is_available, runner_classes
 from runtimes.base import Runner
 
@@ -50,15 +51,7 @@ def create_runner(kind: str, target: str | Path, **options: Any) -> Runner:
 
 
 def onnx_output_names(path: Path) -> list[str]:
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        graph = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError) as exc:
-        raise UsageError(f"{path} is not a readable ONNX model ({type(exc).__name__}); export "
-                         "it again or restore the file") from None
-    return [output.name for output in graph.graph.output]
+    return [output.name for output in read_onnx(path).graph.output]
 
 
 def resolve_target(kind: str, target: str | Path, fp16: bool = False) -> Path:

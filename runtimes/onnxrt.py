@@ -78,9 +78,11 @@ def graph_precision(path: Any) -> str:
     """'fp16' when most floating-point weights of the ONNX graph are FP16, else 'fp32'."""
     import onnx
 
+    from exporter.layout import read_onnx
+
     counts = {"fp16": 0, "fp32": 0}
     tensor = onnx.TensorProto
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(path)
     for init in model.graph.initializer:
         size = int(np.prod(init.dims)) if init.dims else 1
         if init.data_type == tensor.FLOAT16:

@@ -93,15 +93,9 @@ def _low_opt_high(batches: tuple[int, ...]) -> tuple[int, int, int]:
 
 def onnx_inputs(path: str | Path) -> dict[str, tuple[int | None, ...]]:
     """The ONNX graph's real inputs (initializers excluded); dynamic dims are None."""
-    import onnx
-    from google.protobuf.message import DecodeError
+    from exporter.layout import read_onnx
 
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except (DecodeError, ValueError, RuntimeError) as error:
-        raise UsageError(f"{path} is not a readable ONNX model ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else 'corrupt'}); "
-                         "export it again") from error
+    graph = read_onnx(path).graph
     weights = {init.name for init in graph.initializer}
     return {node.name: tuple(d.dim_value if d.dim_value > 0 else None
                              for d in node.type.tensor_type.shape.dim)

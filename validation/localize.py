@@ -377,15 +377,9 @@ def _verdict(name: str, ref: np.ndarray, test: np.ndarray,
 
 def _load_onnx(model_path: str | Path) -> Any:
     """The graph without external weights: those stay in their files, read by ORT itself."""
-    import onnx
+    from exporter.layout import read_onnx
 
-    path = Path(model_path)
-    if not path.is_file():
-        raise UsageError(f"no ONNX model at {path}")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError... for a broken file
-        raise UsageError(f"cannot read ONNX model {path}: {exc}") from None
+    return read_onnx(model_path)
 
 
 def _onnx_graph(model: Any) -> Graph:

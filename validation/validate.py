@@ -19,7 +19,7 @@ import numpy as np
 
 from exporter import provenance
 from exporter.errors import UsageError
-from exporter.layout import ExportDir
+from exporter.layout import ExportDir, read_onnx
 from exporter.preprocess import (batches, check_batch_fits, load_images, preprocess,
                                  random_inputs)
 from exporter.specs import ModelSpec, get_spec
@@ -181,7 +181,7 @@ def _resolve_target(target: str | Path, fp16: bool, say: Reporter,
     warnings = []
     for name in folder.edited_files(manifest, suffix=".onnx"):
         if (folder.path / name).is_file():
-            _check_onnx(folder.path / name)
+            read_onnx(folder.path / name)  # an edited graph must still parse
             warnings.append(f"{name} no longer matches the manifest's sha256 (edited after "
                             "export?); validating it as it is now")
     return folder.path, manifest, warnings
@@ -189,18 +189,6 @@ def _resolve_target(target: str | Path, fp16: bool, say: Reporter,
 
 def _looks_like_path(target: str) -> bool:
     return os.sep in target or "/" in target or target.startswith(".")
-
-
-def _check_onnx(path: Path) -> None:
-    """An edited graph must still parse: a truncated or foreign file is named as such."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError) as exc:
-        raise UsageError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
-                         f"{str(exc)[:120]}); export it again or restore the file") from None
 
 
 def _inputs(spec: ModelSpec, images: str | Path | None, random: int, seed: int,
