@@ -41,9 +41,6 @@ def engine_name(onnx_name: str, fp16: bool = False) -> str:
     stem = onnx_name.removesuffix(".onnx").removesuffix(".fp16")
     return f"{stem}.fp16.engine" if fp16 else f"{stem}.engine"
 
-
-ENGINE_FILE = engine_name(ONNX_FILE)
-ENGINE_FP16_FILE = engine_name(ONNX_FILE, fp16=True)
 PADDLE_PROGRAM_STEM = "inference"  # what paddle.jit.save writes: inference.json + .pdiparams
 PADDLE_PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDesc
 PADDLE_PARAMS_SUFFIX = ".pdiparams"
@@ -74,15 +71,8 @@ class ExportDir:
     def golden_path(self) -> Path:
         return self.path / GOLDEN_FILE
 
-    @property
-    def paddle_dir(self) -> Path:
-        return self.path / PADDLE_DIR
-
     def onnx_path(self, fp16: bool = False) -> Path:
         return self.path / (FP16_FILE if fp16 else ONNX_FILE)
-
-    def engine_path(self, fp16: bool = False) -> Path:
-        return self.path / (ENGINE_FP16_FILE if fp16 else ENGINE_FILE)
 
     # --- the manifest --------------------------------------------------------------------
     def is_export(self) -> bool:

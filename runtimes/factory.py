@@ -11,11 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.errors import DependencyError
-# The export folder's names, kept importable from here (exporter.layout owns them).
-from exporter.layout import ENGINE_FILE, ENGINE_FP16_FILE, ONNX_FILE, PADDLE_DIR  # noqa: F401
-from exporter.layout import FP16_FILE as ONNX_FP16_FILE  # noqa: F401
-from exporter.layout import PADDLE_PROGRAM_SUFFIXES, ExportDir, find_paddle_program  # noqa: F401
-from exporter.layout import read_onnx
+from exporter.layout import ExportDir, read_onnx
 from runtimes.availability import check_kind, is_available, runner_classes
 from runtimes.base import Runner
 
@@ -58,5 +54,3 @@ def resolve_target(kind: str, target: str | Path, fp16: bool = False) -> Path:
     """The file a runner of ``kind`` loads from ``target`` (a file or an export directory)."""
     return runner_class(kind).target_file(Path(target), fp16)
 
-
-paddle_program = find_paddle_program  # kept importable under its old name
