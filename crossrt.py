@@ -3,7 +3,7 @@
 Each subcommand is one entry in COMMANDS: a function that adds its arguments and a function
 that maps them onto one API call. Heavy modules are imported inside the run functions, so
 `crossrt --help` and every subcommand's --help work without paddle, TensorRT or a GPU.
-Expected failures (exporter.errors.CrossrtError) print one line and exit with their code;
+Expected failures (core.errors.CrossrtError) print one line and exit with their code;
 anything else is a bug and keeps its traceback.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import CheckFailed, CrossrtError, RuntimeFault, Terminated, UsageError
+from core.errors import CheckFailed, CrossrtError, RuntimeFault, Terminated, UsageError
 
 
 def _say(message: str) -> None:
@@ -52,7 +52,7 @@ def _file_arg(path: str | None) -> str | None:
 
 
 def _print_json(path: str, document: Any) -> int:
-    from exporter.provenance import write_json
+    from core.provenance import write_json
 
     if path == "-":
         print(json.dumps(document, indent=2))
@@ -206,25 +206,25 @@ def _build_engine_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from exporter.provenance import input_file
-    from runtimes.engine import build_engine, default_engine_path, engine_summary
+    from core.provenance import input_file
+    from runtimes.engine import EngineRequest, build_engine, engine_summary
 
-    onnx = input_file(args.onnx, "--onnx", "export it with crossrt export-onnx MODEL")
-    engine = args.saveEngine or default_engine_path(onnx, args.fp16)
-    sidecar = build_engine(onnx, engine, fp16=args.fp16, min_shapes=args.minShapes,
-                           opt_shapes=args.optShapes, max_shapes=args.maxShapes,
-                           mem_pools=args.memPoolSize, timing_cache=args.timingCacheFile,
-                           builder_optimization_level=args.builderOptimizationLevel,
-                           skip_inference=args.skipInference, verbose=args.verbose,
-                           backend=args.backend, compute_capabilities=args.computeCapabilities)
-    print(engine_summary(Path(engine), sidecar))
+    input_file(args.onnx, "--onnx", "export it with crossrt export-onnx MODEL")
+    request = EngineRequest.from_trtexec(
+        args.onnx, args.saveEngine, fp16=args.fp16, min_shapes=args.minShapes,
+        opt_shapes=args.optShapes, max_shapes=args.maxShapes, mem_pool_size=args.memPoolSize,
+        timing_cache=args.timingCacheFile,
+        builder_optimization_level=args.builderOptimizationLevel,
+        compute_capabilities=args.computeCapabilities, backend=args.backend,
+        skip_inference=args.skipInference, verbose=args.verbose)
+    print(engine_summary(request.engine, build_engine(request)))
     return 0
 
 
 # --- validate --------------------------------------------------------------------------
 
 def _validate_args(parser: argparse.ArgumentParser) -> None:
-    from validation.compare import ERROR_STATS, tolerance_for
+    from core.compare import ERROR_STATS, tolerance_for
     from validation.validate import DEFAULT_BATCH_SIZES
 
     fp32, fp16 = tolerance_for("fp32"), tolerance_for("fp16")
@@ -265,7 +265,7 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from exporter.provenance import output_path, write_atomic
+    from core.provenance import output_path, write_atomic
     from validation.report import render_markdown, render_table, report_dict
     from validation.validate import validate
 
@@ -321,8 +321,8 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _accuracy(args: argparse.Namespace) -> int:
-    from exporter.errors import CheckFailed
-    from exporter.provenance import output_path, write_atomic
+    from core.errors import CheckFailed
+    from core.provenance import output_path, write_atomic
     from validation import accuracy
 
     for flag in ("json", "markdown", "predictions"):
@@ -346,7 +346,7 @@ def _accuracy(args: argparse.Namespace) -> int:
 # --- bench -----------------------------------------------------------------------------
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
-    from exporter.specs import BATCH_SIZES
+    from core.spec import BATCH_SIZES
     from runtimes import RUNNER_KINDS
     from validation.bench import DEFAULT_RESULTS
     from validation.tables import TABLE_PRECISIONS
@@ -382,7 +382,7 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from exporter.provenance import output_path
+    from core.provenance import output_path
     from exporter.specs import SPECS
     from validation.bench import BenchConfig, progress_reporter, run_bench
 
@@ -421,7 +421,7 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
     from validation.bench import BenchConfig, progress_reporter
     from validation.pipeline import run_pipeline, summary
 

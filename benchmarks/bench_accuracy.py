@@ -43,7 +43,7 @@ def write_dataset(root: Path, count: int) -> Path:
     """``count`` JPEGs (photo i % 4, cropped and flipped by i) and their val_list.txt."""
     import cv2
 
-    from exporter.preprocess import bundled_photos
+    from core.preprocess import bundled_photos
 
     photos = bundled_photos()
     (root / "val").mkdir(parents=True)
@@ -81,7 +81,7 @@ def sequential_rate(runner, spec, files: list[Path], batch_size: int) -> float:
     """What a hand-written evaluation does: read, preprocess, infer, one batch at a time."""
     import numpy as np
 
-    from exporter.preprocess import preprocess, read_image
+    from core.preprocess import preprocess, read_image
 
     start = time.perf_counter()
     for i in range(0, len(files), batch_size):
@@ -112,7 +112,7 @@ def main() -> None:
     import numpy as np
 
     import runtimes
-    from exporter.preprocess import preprocess, read_image
+    from core.preprocess import preprocess, read_image
     from exporter.specs import get_spec
 
     if args.export_dir is None:

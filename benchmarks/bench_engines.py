@@ -47,7 +47,7 @@ def _run(cmd: list[str]) -> tuple[int, float, float, str]:
 
 
 def zoo(models: list[str], exports: Path, out: Path) -> None:
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
     from runtimes.engine_info import read_sidecar, sidecar_path
 
     out.mkdir(parents=True, exist_ok=True)
@@ -118,9 +118,10 @@ def overhead(model: str, rounds: int) -> None:
     from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
     from polygraphy.logger import G_LOGGER
 
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
+    from core.spec import BATCH_SIZES
     from exporter.specs import get_spec
-    from runtimes.engine import build_engine
+    from runtimes.engine import EngineRequest, build_engine
     from runtimes.trt_backends import TENSORRT_RTX, use_backend
 
     use_backend(TENSORRT_RTX)
@@ -128,7 +129,7 @@ def overhead(model: str, rounds: int) -> None:
     onnx = ExportDir(ROOT / "artifacts" / model).onnx_path()
     if not onnx.is_file():
         sys.exit(f"{onnx} is missing: crossrt export-onnx {model} first")
-    shapes = [(b, *spec.input_shape) for b in (1, 4, 8)]
+    shapes = [(b, *spec.input_shape) for b in BATCH_SIZES]
 
     def bare(path: str) -> None:
         profile = Profile().add(spec.input_name, min=shapes[0], opt=shapes[1], max=shapes[2])
@@ -141,7 +142,7 @@ def overhead(model: str, rounds: int) -> None:
         bare(f"{tmp}/warm.engine")  # first build pays library loading
         for _ in range(rounds):
             start = time.perf_counter()
-            build_engine(onnx, f"{tmp}/crossrt.engine", spec=spec)
+            build_engine(EngineRequest(onnx, Path(f"{tmp}/crossrt.engine")))
             ours.append(time.perf_counter() - start)
             start = time.perf_counter()
             bare(f"{tmp}/bare.engine")

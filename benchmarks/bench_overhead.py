@@ -43,7 +43,7 @@ def bare_median(onnx_path: Path, threads: int, duration_s: float, warmup_s: floa
     """What a hand-written benchmark does: a session, a warm-up, a timed `session.run` loop."""
     import onnxruntime as ort
 
-    from exporter.preprocess import random_inputs
+    from core.preprocess import random_inputs
     from exporter.specs import get_spec
 
     options = ort.SessionOptions()
@@ -71,7 +71,7 @@ def main() -> None:
                         "(default: export it, or reuse artifacts/EfficientNetB0)")
     args = parser.parse_args()
 
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
     from validation.timing import Method
 
     if args.export_dir is None:

@@ -57,7 +57,7 @@ def alternate(contenders: dict[str, tuple[str, dict[str, Path]]], rounds: int, t
 
 
 def node_count(export_dir: Path) -> int:
-    from exporter.layout import ONNX_FILE, ExportDir
+    from core.layout import ONNX_FILE, ExportDir
 
     return ExportDir(export_dir).manifest()["nodes"][ONNX_FILE]
 

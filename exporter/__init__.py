@@ -4,7 +4,6 @@ Importing this package is light: paddle, onnx and onnxsim are imported by the fu
 that need them, so ``import exporter`` works on a machine with only the ONNX side installed.
 """
 
-from exporter.errors import CrossrtError
-from exporter.specs import DEFAULT_MODEL, SPECS, ModelSpec, get_spec
+from exporter.specs import DEFAULT_MODEL, SPECS, get_spec
 
-__all__ = ["CrossrtError", "DEFAULT_MODEL", "SPECS", "ModelSpec", "get_spec"]
+__all__ = ["DEFAULT_MODEL", "SPECS", "get_spec"]

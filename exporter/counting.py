@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from exporter.family import CountingRule, ModelSpec
+    from core.spec import ModelSpec
+    from exporter.family import CountingRule
 
 
 PROGRAM_BATCH = -1  # the batch dimension the old tool multiplied activation counts by

@@ -10,11 +10,10 @@ The pipeline, step by step (each is a small function below):
   fp16            optional FP16 graph with FP32 inputs/outputs (TensorRT 11, ORT CUDA FP16)
   check           ONNX Runtime CPU against Paddle on the bundled photographs and random inputs
   golden          reference.npz: preprocessed photographs, their hashes, Paddle's outputs
-Paddle Inference and ONNX Runtime run through runtimes' runner classes (imported when a check
-runs; they import only the exporter's errors and layout), and every check applies the one
-comparison rule (exporter.compare, validation's too).
+Paddle Inference and ONNX Runtime run through runtimes' runners (the package below this one),
+and every check applies the one comparison rule (core.compare, validation's too).
 Everything is built in a temporary folder beside the target and renamed into place at the
-end, under a lock (exporter.layout), so a failed, interrupted or terminated export never
+end, under a lock (core.layout), so a failed, interrupted or terminated export never
 leaves a half-written folder and two concurrent exports of one model cannot corrupt each
 other. An existing folder is replaced only when it is a crossrt export: of the same request
 it is reused, of another request (weights, seed, opset, FP16, source) it is refused with the
@@ -39,28 +38,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from exporter import provenance
-from exporter.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
-from exporter.errors import CheckFailed, DependencyError, ExportError, Terminated, UsageError
-from exporter.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE,
+from core import graphs, provenance
+from core.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
+from core.errors import CheckFailed, DependencyError, ExportError, Terminated, UsageError
+from core.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE,
                              PADDLE2ONNX_LOG, PADDLE_PARAMS_SUFFIX, PADDLE_PROGRAM_STEM,
                              ExportDir, find_paddle_program)
-from exporter.preprocess import photo_batch, random_inputs
-from exporter.specs import ModelSpec, get_spec
+from core.preprocess import photo_batch, random_inputs
+from core.spec import ModelSpec
+from exporter.specs import get_spec
 
 if TYPE_CHECKING:
     import onnx
 
-    from runtimes.base import Runner
-
 OPSETS = range(11, 20)
 DEFAULT_OPSET = 13
 ARTIFACTS = Path("artifacts")
-PROTOBUF_LIMIT = 2 << 30  # a ModelProto cannot be serialised past 2 GiB
 CHECK_RANDOM_INPUTS = 4
-# Ops kept in FP32 in the FP16 graph. Reductions over whole feature maps accumulate in the
-# input precision in ONNX Runtime's FP16 kernels; keeping them FP32 costs two casts each.
-FP16_FP32_OPS = ("GlobalAveragePool", "ReduceMean", "Softmax")
 
 Reporter = Callable[[str], None]
 
@@ -255,7 +249,7 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
             stage / "paddle", spec, weights, program_files, seed, say)
     names, photos = photo_batch(spec)
     feed = np.concatenate([photos, random_inputs(spec, CHECK_RANDOM_INPUTS, seed=seed)])
-    in_pieces = params.stat().st_size >= PROTOBUF_LIMIT
+    in_pieces = params.stat().st_size >= graphs.PROTOBUF_LIMIT
     if not in_pieces:  # Paddle loads it first: a broken program is named as such, not by ONNX
         with step("reference", f"{spec.name}: computing Paddle reference outputs"):
             reference = _paddle_reference(spec, program, feed, program_files)
@@ -266,7 +260,7 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
         else:
             graph = _paddle2onnx(program, params, request["opset"], stage / PADDLE2ONNX_LOG)
             _name_io(graph, spec)
-            _check_graph(graph)
+            graphs.check_graph(graph)
             nodes_before = len(graph.graph.node)
     del layer  # the 828M-parameter models need the memory for Paddle Inference below
     if in_pieces:
@@ -276,14 +270,14 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     if request["simplify"] and not in_pieces:  # pieces were simplified one by one
         with step("simplify", f"{spec.name}: simplifying with onnxsim"):
             with tempfile.TemporaryDirectory(dir=stage) as folder:  # ORT runs saved graphs
-                save_onnx(graph, Path(folder) / ONNX_FILE)
+                graphs.save_onnx(graph, Path(folder) / ONNX_FILE)
                 unsimplified = _ort_outputs(Path(folder) / ONNX_FILE, spec, feed)
-            graph = _simplify(graph)
-    _set_metadata(graph, spec, weights_source)
+            graph = graphs.simplify(graph)
+    graphs.set_metadata(graph, spec, weights_source)
     with step("save", f"{spec.name}: saving {ONNX_FILE}"):
-        save_onnx(graph, stage / ONNX_FILE)
+        graphs.save_onnx(graph, stage / ONNX_FILE)
         if in_pieces:
-            _check_graph(stage / ONNX_FILE)
+            graphs.check_graph(stage / ONNX_FILE)
     with step("check", f"{spec.name}: checking ONNX Runtime against Paddle"):
         onnx_outputs = _ort_outputs(stage / ONNX_FILE, spec, feed)
         simplify_error = None
@@ -297,10 +291,10 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     fp16_check = None
     if request["fp16"]:
         with step("fp16", f"{spec.name}: writing {FP16_FILE}"):
-            convert_fp16(stage / ONNX_FILE, stage / FP16_FILE)
+            graphs.convert_fp16(stage / ONNX_FILE, stage / FP16_FILE)
             fp16_outputs = _ort_outputs(stage / FP16_FILE, spec, feed)
             shown = len(names)  # the photographs, before the random inputs
-            fp16_check = {"kept_fp32_ops": list(FP16_FP32_OPS),
+            fp16_check = {"kept_fp32_ops": list(graphs.FP16_FP32_OPS),
                           "max_abs_error_vs_fp32": _max_abs_error(
                               _compare(spec, onnx_outputs, fp16_outputs)),
                           "top1_agreement_photos": _compare(
@@ -309,8 +303,8 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     manifest = {
         "model": spec.name, "request": request, "weights": weights_source,
         "opset": request["opset"], "ir_version": graph.ir_version,
-        "inputs": [_io_record(v) for v in graph.graph.input],
-        "outputs": [_io_record(v) for v in graph.graph.output],
+        "inputs": [graphs.io_record(v) for v in graph.graph.input],
+        "outputs": [graphs.io_record(v) for v in graph.graph.output],
         "preprocessing": spec.preprocessing(),
         "nodes": {"paddle2onnx": nodes_before, ONNX_FILE: len(graph.graph.node)},
         "simplified": request["simplify"], "simplify_max_abs_error": simplify_error,
@@ -427,7 +421,7 @@ def _convert_in_pieces(layer: Any, spec: ModelSpec, feed: np.ndarray, request: d
     return convert_in_pieces(layer, feed, input_name=spec.input_name,
                              output_name=spec.output_name, opset=request["opset"], folder=stage,
                              data_file=f"{ONNX_FILE}.data", convert=_paddle2onnx,
-                             simplify=_simplify if request["simplify"] else None)
+                             simplify=graphs.simplify if request["simplify"] else None)
 
 
 @contextlib.contextmanager
@@ -494,107 +488,23 @@ def _name_io(graph: onnx.ModelProto, spec: ModelSpec) -> None:
             batch.dim_param = "batch"
 
 
-def _check_graph(graph: onnx.ModelProto | Path) -> None:
-    """onnx.checker, full check; a saved graph with external data is checked by its path."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(graph if not isinstance(graph, Path) else str(graph),
-                                 full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"the converted ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
-
-
-def _simplify(graph: onnx.ModelProto) -> onnx.ModelProto:
-    import onnxsim
-
-    try:
-        simplified, ok = onnxsim.simplify(graph, check_n=0)  # verified below on real inputs
-    except Exception as exc:
-        raise ExportError(f"onnxsim failed ({exc}); export with --no-simplify") from exc
-    if not ok:
-        raise ExportError("onnxsim could not simplify the graph; export with --no-simplify")
-    return simplified
-
-
-def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
-    """Save a graph; past protobuf's 2 GiB the weights go to an external data file beside it."""
-    import onnx
-    from onnx.external_data_helper import uses_external_data
-
-    if any(uses_external_data(t) for t in graph.graph.initializer):
-        onnx.save_model(graph, str(path))  # weights already beside it (exporter.large)
-        return
-    large = graph.ByteSize() >= PROTOBUF_LIMIT
-    onnx.save_model(graph, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=f"{path.name}.data" if large else None)
-
-
-def convert_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
-    """An FP16 copy of an FP32 graph with FP32 inputs and outputs, some ops kept in FP32."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    from exporter.large import as_raw
-
-    # Shape inference on the file, not in memory: a graph past protobuf's 2 GB (with external
-    # data) cannot be serialised for onnx.shape_inference.infer_shapes.
-    onnx_path = Path(onnx_path)
-    fd, inferred = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.name}.",
-                                    suffix=".shapes")
-    os.close(fd)
-    try:
-        onnx.shape_inference.infer_shapes_path(str(onnx_path), inferred)
-        graph = onnx.load(inferred)
-    finally:
-        Path(inferred).unlink(missing_ok=True)
-    for tensor in graph.graph.initializer:
-        # The converter turns float_data tensors element by element in Python (10 s for B0);
-        # the same values as raw bytes take it half a second.
-        as_raw(tensor)
-    half = convert_float_to_float16(graph, keep_io_types=True, op_block_list=list(FP16_FP32_OPS),
-                                    disable_shape_infer=True)
-    out_path = Path(out_path)
-    save_onnx(half, out_path)
-    return out_path
-
-
-def _set_metadata(graph: onnx.ModelProto, spec: ModelSpec, weights: dict[str, Any]) -> None:
-    """Preprocessing facts in metadata_props, so the ONNX file alone says how to feed it."""
-    facts = {"model": spec.name, "weights": weights.get("kind", "unknown"),
-             **{k: json.dumps(v) if isinstance(v, list) else str(v)
-                for k, v in spec.preprocessing().items()}}
-    del graph.metadata_props[:]
-    for key, value in facts.items():
-        graph.metadata_props.add(key=key, value=value)
-
-
 def paddle_inference_outputs(program: Path, feed: np.ndarray) -> np.ndarray:
     """The first output of the saved program (its ``.pdiparams`` beside it) under Paddle
-    Inference on the CPU, one thread per available core: runtimes' Paddle runner."""
-    from runtimes.paddle_inference import PaddleRunner
+    Inference on the CPU, one thread per available core."""
+    import runtimes
 
-    with _ready(PaddleRunner)(program, threads=len(os.sched_getaffinity(0))) as runner:
+    with runtimes.create_runner("paddle", program,
+                                threads=len(os.sched_getaffinity(0))) as runner:
         outputs = runner.infer({next(iter(runner.input_specs)): np.ascontiguousarray(feed)})
     return next(iter(outputs.values()))
 
 
 def _ort_outputs(model: Path, spec: ModelSpec, feed: np.ndarray) -> np.ndarray:
-    """The first output of a saved ONNX graph under ONNX Runtime CPU: runtimes' runner."""
-    from runtimes.onnxrt import OnnxRuntimeRunner
+    """The first output of a saved ONNX graph under ONNX Runtime CPU."""
+    import runtimes
 
-    with _ready(OnnxRuntimeRunner)(model) as runner:
+    with runtimes.create_runner("onnxruntime", model) as runner:
         return next(iter(runner.infer({spec.input_name: feed}).values()))
-
-
-def _ready(runner: type[Runner]) -> type[Runner]:
-    """The runner class, or a DependencyError (what to install) when it cannot run here.
-
-    The runner modules are imported, not the ``runtimes`` package: its registry reaches the
-    engine builder, which imports this module (no import cycle, lazy imports included)."""
-    if reason := runner.unavailable_reason():
-        raise DependencyError(f"runtime {runner.kind} is not available: {reason}")
-    return runner
 
 
 def _tolerance(spec: ModelSpec, reference: np.ndarray) -> Tolerance:
@@ -607,7 +517,7 @@ def _tolerance(spec: ModelSpec, reference: np.ndarray) -> Tolerance:
 
 def _compare(spec: ModelSpec, reference: np.ndarray, test: np.ndarray,
              tolerance: Tolerance | None = None) -> OutputComparison:
-    """The logits of two runs by the one comparison rule (exporter.compare)."""
+    """The logits of two runs by the one comparison rule (core.compare)."""
     name = spec.output_name
     return compare_outputs({name: reference}, {name: test}, tolerance)[name]
 
@@ -640,11 +550,3 @@ def _golden_npz(names: list[str], photos: np.ndarray, outputs: np.ndarray) -> by
     np.savez(buffer, inputs=photos, outputs=outputs, names=np.array(names),
              sha256=np.array([provenance.sha256_array(p) for p in photos]))
     return buffer.getvalue()
-
-
-def _io_record(value: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
-    dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
-    return {"name": value.name, "dtype": str(dtype), "shape": dims}

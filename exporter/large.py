@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from exporter.errors import ExportError
+from core.errors import ExportError
+from core.graphs import as_raw
 
 if TYPE_CHECKING:
     import onnx
@@ -85,15 +86,6 @@ def _group(pieces: list[nn.Layer], limit: int) -> list[list[nn.Layer]]:
         groups[-1].append(piece)
         size += weight
     return groups
-
-
-def as_raw(tensor: Any) -> None:
-    """Store a tensor's values as raw bytes (what external data and fast converters need)."""
-    import onnx
-    from onnx import numpy_helper
-
-    if not tensor.HasField("raw_data") and tensor.data_location != onnx.TensorProto.EXTERNAL:
-        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
 
 
 def constants_to_initializers(graph: onnx.ModelProto) -> None:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import difflib
 
-from exporter.errors import UnknownModelError
-from exporter.family import BATCH_SIZES, IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Published
+from core.errors import UnknownModelError
+from core.spec import ModelSpec
 from exporter.zoo import FAMILIES
 
-__all__ = ["BATCH_SIZES", "DEFAULT_MODEL", "IMAGENET_MEAN", "IMAGENET_STD", "SPECS", "ModelSpec",
-           "Published", "get_spec"]
+__all__ = ["DEFAULT_MODEL", "SPECS", "get_spec"]
 
 SPECS: dict[str, ModelSpec] = {spec.name: spec for family in FAMILIES.values()
                                for spec in family.MODELS}

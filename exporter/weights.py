@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from exporter.errors import WeightsError
-from exporter.provenance import sha256_file
+from core.errors import WeightsError
+from core.provenance import sha256_file
 
 if TYPE_CHECKING:
     from paddle import nn
 
-    from exporter.specs import ModelSpec
+    from core.spec import ModelSpec
 
 CALIBRATION_NOISE = 2  # seeded noise samples next to the photographs (noise is homogeneous)
 RESIDUAL_SCALE = 0.5  # scale of the BatchNorm that ends a residual branch
@@ -98,7 +98,7 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> np.
 
 def calibration_inputs(spec: ModelSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The two kinds of calibration input: the bundled photographs and seeded noise."""
-    from exporter.preprocess import photo_batch, random_inputs
+    from core.preprocess import photo_batch, random_inputs
 
     return photo_batch(spec)[1], random_inputs(spec, CALIBRATION_NOISE, seed)
 
@@ -188,7 +188,7 @@ def conditioning(model: nn.Layer, spec: ModelSpec, noise: int = 4, seed: int = 1
     argmax of the logits is not the same for every photograph. Pick a ``seed`` other than the
     calibration seed to check on noise the calibration did not see.
     """
-    from exporter.preprocess import photo_batch, random_inputs
+    from core.preprocess import photo_batch, random_inputs
 
     report: dict[str, Any] = {}
     for kind, batch in (("photos", photo_batch(spec)[1]),

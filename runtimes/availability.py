@@ -44,7 +44,7 @@ RUNNER_KINDS = tuple(runner_classes())
 def check_kind(kind: str) -> str:
     """The kind, validated: an unknown name is a UsageError that lists the known ones."""
     if kind not in runner_classes():
-        from exporter.errors import UsageError
+        from core.errors import UsageError
 
         raise UsageError(f"unknown runtime {kind!r}; choose one of: {', '.join(runner_classes())}")
     return kind

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from polygraphy.backend.base import BaseRunner
 
-from exporter.errors import UsageError
+from core.errors import UsageError
 
 if TYPE_CHECKING:
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
 
 Shape = tuple[int | None, ...]  # None marks a dynamic dimension (Polygraphy's convention)
 
@@ -116,7 +116,7 @@ class Runner(BaseRunner):
     @classmethod
     def target_file(cls, target: Path, fp16: bool = False) -> Path:
         """What it loads from ``target``: a model file as it is, or an export folder's file."""
-        from exporter.layout import ExportDir
+        from core.layout import ExportDir
 
         if not target.exists():
             raise UsageError(f"{target} does not exist: give a model file or an export directory")

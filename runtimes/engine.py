@@ -18,187 +18,234 @@ import hashlib
 import re
 import resource
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporter.errors import DependencyError, EngineBuildError, UsageError
+from core import graphs, provenance
+from core.errors import EngineBuildError, UsageError
 from runtimes import engine_info as info
 from runtimes import probe
 from runtimes import trt_backends as backends
 from runtimes.trtexec import (MEM_POOLS, OPTIMIZATION_LEVELS, Profile, Shape, format_shape,
-                              onnx_inputs, parse_mem_pool_size, parse_shapes, parse_size,
-                              resolve_profile)
-
-if TYPE_CHECKING:
-    from exporter.specs import ModelSpec
+                              onnx_inputs, parse_mem_pool_size, parse_shapes, resolve_profile)
 
 _DLA_POOLS = ("dlaSRAM", "dlaLocalDRAM", "dlaGlobalDRAM")
 _QUIET = 100  # above Polygraphy's CRITICAL: its own messages would break the one-line contract
 
 
-def build_engine(onnx: str | Path, save_engine: str | Path, fp16: bool = False,
-                 min_shapes: dict[str, Shape] | str | None = None,
-                 opt_shapes: dict[str, Shape] | str | None = None,
-                 max_shapes: dict[str, Shape] | str | None = None,
-                 workspace: int | str | None = None, timing_cache: str | Path | None = None,
-                 builder_optimization_level: int | None = None, skip_inference: bool = False,
-                 verbose: bool = False, spec: ModelSpec | None = None,
-                 mem_pools: dict[str, int] | str | None = None, backend: str | None = None,
-                 compute_capabilities: tuple[tuple[int, int], ...] | str | None = None,
-                 ) -> dict[str, Any]:
-    """Build, check and save an engine from an ONNX graph; returns the sidecar (also written to
-    ``ENGINE.json``). Shapes take trtexec strings or dicts; ``workspace`` takes bytes or a
-    trtexec size (``2048``, ``2G``); ``mem_pools`` a ``--memPoolSize`` string or dict;
-    ``backend`` ``auto`` / ``tensorrt`` / ``tensorrt-rtx``; ``compute_capabilities`` the
-    TensorRT-RTX targets (``"8.6,8.9"``; default: the library's).
+@dataclass(frozen=True)
+class EngineRequest:
+    """One engine build, typed: what ``crossrt build-engine``'s trtexec flags ask for.
+
+    Build one from trtexec's strings with :meth:`from_trtexec` (the CLI does); unset options
+    are left to TensorRT (shapes: batch 1/4/8 on a graph whose only dynamic dimension is the
+    batch, as PaddleClas's latency tables).
+    """
+
+    onnx: Path
+    engine: Path
+    fp16: bool = False
+    min_shapes: Mapping[str, Shape] | None = None
+    opt_shapes: Mapping[str, Shape] | None = None
+    max_shapes: Mapping[str, Shape] | None = None
+    memory_pools: Mapping[str, int] = field(default_factory=dict)  # pool -> bytes
+    timing_cache: Path | None = None
+    optimization_level: int | None = None
+    compute_capabilities: tuple[backends.Compute, ...] | None = None  # TensorRT-RTX targets
+    backend: str = "auto"
+    skip_inference: bool = False
+    verbose: bool = False
+
+    @classmethod
+    def from_trtexec(cls, onnx: str | Path, save_engine: str | Path | None = None, *,
+                     fp16: bool = False, min_shapes: str | None = None,
+                     opt_shapes: str | None = None, max_shapes: str | None = None,
+                     mem_pool_size: str | None = None, timing_cache: str | Path | None = None,
+                     builder_optimization_level: int | None = None,
+                     compute_capabilities: str | None = None, backend: str = "auto",
+                     skip_inference: bool = False, verbose: bool = False) -> EngineRequest:
+        """trtexec's vocabulary (``x:1x3x224x224``, ``workspace:2G``, ``8.6,8.9``) parsed and
+        checked; the engine defaults to ``model[.fp16].engine`` beside the graph."""
+        onnx = Path(onnx)
+
+        def shapes(text: str | None) -> dict[str, Shape] | None:
+            return None if text is None else parse_shapes(text)
+
+        return cls(onnx=onnx, engine=Path(save_engine) if save_engine is not None
+                   else default_engine_path(onnx, fp16), fp16=fp16,
+                   min_shapes=shapes(min_shapes), opt_shapes=shapes(opt_shapes),
+                   max_shapes=shapes(max_shapes),
+                   memory_pools={} if mem_pool_size is None else parse_mem_pool_size(mem_pool_size),
+                   timing_cache=Path(timing_cache) if timing_cache is not None else None,
+                   optimization_level=builder_optimization_level,
+                   compute_capabilities=(None if compute_capabilities is None
+                                         else backends.parse_computes(compute_capabilities)),
+                   backend=backend, skip_inference=skip_inference, verbose=verbose)
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What the builder made: the serialized plan, its layer counts per source, its cost."""
+
+    data: Any
+    evidence: dict[str, dict[str, int] | None]
+    seconds: float
+    timing_cache: dict[str, Any] | None
+
+
+def build_engine(request: EngineRequest) -> dict[str, Any]:
+    """Build, check and save the engine ``request`` asks for; returns the sidecar (also
+    written to ``ENGINE.json``).
 
     UsageError (exit 2) for a bad request or a graph TensorRT cannot parse; DependencyError
     (exit 2) without a backend that builds here; EngineBuildError (exit 1) when TensorRT fails
     or builds another precision than asked.
     """
-    onnx, save_engine = Path(onnx), Path(save_engine)
-    if not onnx.is_file():
-        what = "is a folder" if onnx.is_dir() else "does not exist"
-        raise UsageError(f"{onnx} {what}: give the ONNX file to build from (--onnx)")
-    if save_engine.is_dir():
-        raise UsageError(f"{save_engine} is a folder: give the engine file to write (--saveEngine)")
-    if builder_optimization_level is not None and builder_optimization_level not in OPTIMIZATION_LEVELS:
-        raise UsageError(f"--builderOptimizationLevel must be 0..5, got {builder_optimization_level}")
-    low, opt, high = (parse_shapes(s) if isinstance(s, str) else s
-                      for s in (min_shapes, opt_shapes, max_shapes))
-    manifest, export_spec = _export_record(onnx)
-    profile = resolve_profile(onnx_inputs(onnx), low, opt, high, spec=spec or export_spec)
-    pools = parse_mem_pool_size(mem_pools) if isinstance(mem_pools, str) else dict(mem_pools or {})
-    if workspace is not None:
-        pools["workspace"] = parse_size(workspace) if isinstance(workspace, str) else int(workspace)
-    targets = (backends.parse_computes(compute_capabilities)
-               if isinstance(compute_capabilities, str) else compute_capabilities)
-    chosen = backends.select_backend(backend)
-    _refuse_unsupported(chosen, pools, timing_cache, targets)
-
-    backends.use_backend(chosen)
-    version = chosen.version() or "unknown"
-    plan = info.precision_plan(chosen.has_fp16_flag(), fp16, onnx)
+    profile, export = _check_request(request)
+    backend = backends.select_backend(request.backend)
+    _refuse_unsupported(backend, request)
+    backends.use_backend(backend)
+    plan = info.precision_plan(backend.has_fp16_flag(), request.fp16, request.onnx)
     if plan.convert_from is not None:
-        _convert_fp16(plan.convert_from, plan.onnx)
-    cache = Path(timing_cache) if timing_cache else None
-    cache_before = cache.stat().st_size if cache and cache.is_file() else None
-    started = time.perf_counter()
-    data, evidence = _build(chosen, plan, profile, pools, cache, builder_optimization_level,
-                            targets, verbose)
-    build_seconds = time.perf_counter() - started
+        graphs.convert_fp16(plan.convert_from, plan.onnx)
+    built = _build(backend, plan, profile, request)
     found, _ = probe.gpus()
     gpu = found[0] if found else None
-    plan_targets = [backends.format_compute(t) for t in targets or chosen.default_targets] or None
-    why_not_here = chosen.run_reason(gpu, targets)  # None: a GPU here runs this plan
-    runs_here = why_not_here is None
-    if runs_here:
-        evidence["inspector"] = info.layer_precisions(_inspect(chosen, data))
-    source, counts = info.decisive(evidence)
-    info.check_precision(plan.requested, counts, save_engine)
-
-    from exporter.provenance import sha256_file, write_atomic, write_json
-
-    info.sidecar_path(save_engine).unlink(missing_ok=True)  # a stale one would describe the old plan
-    write_atomic(save_engine, memoryview(data))
-    inference: dict[str, Any] | None
-    if skip_inference:
-        inference = None
-    elif runs_here:
-        inference = smoke_test(save_engine, profile)
-    else:
-        inference = {"skipped": why_not_here}
-    sidecar = info.make_sidecar(
-        engine=save_engine, backend=chosen, version=version,
-        targets=plan_targets if chosen.target_bits else None,
-        gpu=None if chosen.builds_without_gpu else gpu,
-        onnx={"path": str(plan.onnx), "sha256": sha256_file(plan.onnx),
-              "manifest": manifest},
-        profile=profile, plan=plan, evidence=evidence,
-        options={"memory_pools": pools, "builder_optimization_level": builder_optimization_level,
-                 "compute_capabilities": plan_targets if targets else None,
-                 "timing_cache": None if cache is None else {
-                     "path": str(cache), "reused": cache_before is not None,
-                     "bytes_before": cache_before,
-                     "bytes_after": cache.stat().st_size if cache.is_file() else None}},
-        build={"seconds": round(build_seconds, 3), "peak_rss_mb": _peak_rss_mb(),
-               "plan_bytes": len(memoryview(data)),
-               "plan_sha256": hashlib.sha256(memoryview(data)).hexdigest()},  # as written
-        inference=inference)
-    write_json(info.sidecar_path(save_engine), sidecar)
+    why_not_here = backend.run_reason(gpu, request.compute_capabilities)  # None: runs here
+    if why_not_here is None:
+        built.evidence["inspector"] = info.layer_precisions(_inspect(backend, built.data))
+    info.check_precision(plan.requested, info.decisive(built.evidence)[1], request.engine)
+    _write_plan(request.engine, built.data)
+    inference: dict[str, Any] | None = (
+        None if request.skip_inference else
+        smoke_test(request.engine, profile) if why_not_here is None else {"skipped": why_not_here})
+    sidecar = _sidecar(request, backend, plan, profile, built, gpu, inference, export)
+    provenance.write_json(info.sidecar_path(request.engine), sidecar)
     return sidecar
 
 
-def _refuse_unsupported(backend: backends.Backend, pools: dict[str, int],
-                        timing_cache: str | Path | None,
-                        targets: tuple[tuple[int, int], ...] | None) -> None:
+def _check_request(request: EngineRequest) -> tuple[Profile, dict[str, Any] | None]:
+    """Everything that can be refused before TensorRT is loaded: the profile to build, and
+    the export the graph belongs to (None outside an export; a corrupt manifest is refused)."""
+    if not request.onnx.is_file():
+        what = "is a folder" if request.onnx.is_dir() else "does not exist"
+        raise UsageError(f"{request.onnx} {what}: give the ONNX file to build from (--onnx)")
+    if request.engine.is_dir():
+        raise UsageError(f"{request.engine} is a folder: give the engine file to write "
+                         "(--saveEngine)")
+    level = request.optimization_level
+    if level is not None and level not in OPTIMIZATION_LEVELS:
+        raise UsageError(f"--builderOptimizationLevel must be 0..5, got {level}")
+    export = _export_record(request.onnx)
+    return resolve_profile(onnx_inputs(request.onnx), request.min_shapes, request.opt_shapes,
+                           request.max_shapes), export
+
+
+def _write_plan(engine: Path, data: Any) -> None:
+    """The plan, atomically; a sidecar left from an older plan is removed first (it would
+    describe the old one)."""
+    info.sidecar_path(engine).unlink(missing_ok=True)
+    provenance.write_atomic(engine, memoryview(data))
+
+
+def _sidecar(request: EngineRequest, backend: backends.Backend, plan: info.PrecisionPlan,
+             profile: Profile, built: _Built, gpu: dict[str, Any] | None,
+             inference: dict[str, Any] | None, export: dict[str, Any] | None) -> dict[str, Any]:
+    targets = request.compute_capabilities
+    plan_targets = [backends.format_compute(t) for t in targets or backend.default_targets] or None
+    data = memoryview(built.data)
+    return info.make_sidecar(
+        engine=request.engine, backend=backend, version=backend.version() or "unknown",
+        targets=plan_targets if backend.target_bits else None,
+        gpu=None if backend.builds_without_gpu else gpu,
+        onnx={"path": str(plan.onnx), "sha256": provenance.sha256_file(plan.onnx),
+              "manifest": export},
+        profile=profile, plan=plan, evidence=built.evidence,
+        options={"memory_pools": dict(request.memory_pools),
+                 "builder_optimization_level": request.optimization_level,
+                 "compute_capabilities": plan_targets if targets else None,
+                 "timing_cache": built.timing_cache},
+        build={"seconds": round(built.seconds, 3), "peak_rss_mb": _peak_rss_mb(),
+               "plan_bytes": len(data), "plan_sha256": hashlib.sha256(data).hexdigest()},
+        inference=inference)
+
+
+def _refuse_unsupported(backend: backends.Backend, request: EngineRequest) -> None:
     """Options TensorRT-RTX would accept and then fail on only in its log, refused up front."""
-    if targets is not None:
-        backend.check_targets(targets)
+    if request.compute_capabilities is not None:
+        backend.check_targets(request.compute_capabilities)
     if not backend.target_bits:
         return
-    if dla := [p for p in pools if p in _DLA_POOLS]:
+    if dla := [p for p in request.memory_pools if p in _DLA_POOLS]:
         raise UsageError(f"--memPoolSize {dla[0]}: TensorRT-RTX has no DLA; use workspace or "
                          "tacticSharedMem")
-    if timing_cache is not None:
+    if request.timing_cache is not None:
         raise UsageError("--timingCacheFile: TensorRT-RTX keeps no timing cache (it compiles "
                          "kernels on the device at first run); drop the flag")
 
 
-def _convert_fp16(source: Path, target: Path) -> None:
-    try:
-        from exporter.export import convert_fp16  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as error:
-        raise DependencyError(f"{target} is missing and the FP16 converter is unavailable "
-                              f"({error}): run crossrt export-onnx MODEL --fp16 first") from error
-    convert_fp16(source, target)
-
-
 def _build(backend: backends.Backend, plan: info.PrecisionPlan, profile: Profile,
-           pools: dict[str, int], cache: Path | None, level: int | None,
-           targets: tuple[tuple[int, int], ...] | None, verbose: bool,
-           ) -> tuple[Any, dict[str, dict[str, int] | None]]:
-    """The serialized plan, and the layer counts of the network and of the builder's report."""
+           request: EngineRequest) -> _Built:
+    """The serialized plan, the layer counts of the network and of the builder's report, the
+    build's seconds and what it did to the timing cache."""
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
         trt = backend.load()
     from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath
-    from polygraphy.backend.trt import Profile as PolygraphyProfile
     from polygraphy.exception import PolygraphyException
     from polygraphy.logger import G_LOGGER
 
-    polygraphy_profile = PolygraphyProfile()
-    for name, (low, opt, high) in profile.items():
-        polygraphy_profile.add(name, min=low, opt=opt, max=high)
-    options: dict[str, Any] = dict(
-        profiles=[polygraphy_profile], builder_optimization_level=level,
-        memory_pool_limits={trt.MemoryPoolType.__members__[MEM_POOLS[p]]: n
-                            for p, n in pools.items()} or None,
-        profiling_verbosity=trt.ProfilingVerbosity.DETAILED)  # the builder's layer report
-    if backend.target_bits:
-        from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
-
-        config: Any = CreateConfigRTX(compute_capabilities=list(targets) if targets else None,
-                                      **options)
-    else:
-        from polygraphy.backend.trt import CreateConfig
-
-        config = CreateConfig(fp16=plan.builder_fp16, load_timing_cache=str(cache) if cache else None,
-                              **options)
+    cache = request.timing_cache
+    cache_before = cache.stat().st_size if cache and cache.is_file() else None
+    config = _config(backend, plan, profile, request, trt)
+    started = time.perf_counter()
     with backends.BuildLog.capture() as messages, \
-            G_LOGGER.verbosity(G_LOGGER.VERBOSE if verbose else _QUIET):
+            G_LOGGER.verbosity(G_LOGGER.VERBOSE if request.verbose else _QUIET):
         try:
             parsed = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=plan.strongly_typed)()
         except PolygraphyException as error:
             raise UsageError(_parse_failure(plan.onnx, messages, error)) from error
         network_counts = info.network_precisions(parsed[1])
         try:
-            data = EngineBytesFromNetwork(parsed, config, save_timing_cache=str(cache) if cache else None)()
+            data = EngineBytesFromNetwork(parsed, config,
+                                          save_timing_cache=str(cache) if cache else None)()
         except PolygraphyException as error:
-            raise _build_failure(plan.onnx, messages, error, pools) from error
-    return data, {"network": network_counts,
-                  "builder": info.layer_precisions(info.builder_layers(messages)) or None}
+            raise _build_failure(plan.onnx, messages, error, request.memory_pools) from error
+    seconds = time.perf_counter() - started
+    evidence = {"network": network_counts,
+                "builder": info.layer_precisions(info.builder_layers(messages)) or None}
+    timing_cache = None if cache is None else {
+        "path": str(cache), "reused": cache_before is not None, "bytes_before": cache_before,
+        "bytes_after": cache.stat().st_size if cache.is_file() else None}
+    return _Built(data, evidence, seconds, timing_cache)
+
+
+def _config(backend: backends.Backend, plan: info.PrecisionPlan, profile: Profile,
+            request: EngineRequest, trt: Any) -> Any:
+    """Polygraphy's builder config: the one profile, pools, level, targets or FP16 flag."""
+    from polygraphy.backend.trt import Profile as PolygraphyProfile
+
+    polygraphy_profile = PolygraphyProfile()
+    for name, (low, opt, high) in profile.items():
+        polygraphy_profile.add(name, min=low, opt=opt, max=high)
+    options: dict[str, Any] = dict(
+        profiles=[polygraphy_profile], builder_optimization_level=request.optimization_level,
+        memory_pool_limits={trt.MemoryPoolType.__members__[MEM_POOLS[p]]: n
+                            for p, n in request.memory_pools.items()} or None,
+        profiling_verbosity=trt.ProfilingVerbosity.DETAILED)  # the builder's layer report
+    if backend.target_bits:
+        from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
+
+        targets = request.compute_capabilities
+        return CreateConfigRTX(compute_capabilities=list(targets) if targets else None, **options)
+    from polygraphy.backend.trt import CreateConfig
+
+    cache = request.timing_cache
+    return CreateConfig(fp16=plan.builder_fp16, load_timing_cache=str(cache) if cache else None,
+                        **options)
 
 
 def _parse_failure(onnx: Path, messages: list[tuple[str, str]], error: Exception) -> str:
@@ -219,7 +266,7 @@ def _parse_failure(onnx: Path, messages: list[tuple[str, str]], error: Exception
 
 
 def _build_failure(onnx: Path, messages: list[tuple[str, str]], error: Exception,
-                   pools: dict[str, int]) -> Exception:
+                   pools: Mapping[str, int]) -> Exception:
     """A workspace limit too small is the user's to fix (exit 2); anything else is TensorRT's."""
     first = backends.first_error(messages) or str(error).strip().splitlines()[0]
     memory = re.search(r"OutOfMemory \(Requested size was (\d+) bytes", first)
@@ -249,20 +296,17 @@ def _inspect(backend: backends.Backend, data: Any) -> list[Any]:
     return layers
 
 
-def _export_record(onnx: Path) -> tuple[dict[str, Any] | None, ModelSpec | None]:
-    """The export the ONNX belongs to, as far as the engine needs it, and its model spec
-    (None, None for a graph outside an export)."""
-    from exporter.layout import ExportDir
-    from exporter.provenance import sha256_file
-    from exporter.specs import get_spec
+def _export_record(onnx: Path) -> dict[str, Any] | None:
+    """The export the ONNX belongs to, as far as the engine needs it (None outside one)."""
+    from core.layout import ExportDir
 
     export = ExportDir(onnx.parent)
     if not export.is_export():
-        return None, None
+        return None
     manifest = export.manifest()  # a corrupt one is a one-line UsageError
-    return ({"path": str(export.manifest_path), "sha256": sha256_file(export.manifest_path),
-             "model": manifest["model"], "weights": manifest.get("weights")},
-            get_spec(manifest["model"]))
+    return {"path": str(export.manifest_path),
+            "sha256": provenance.sha256_file(export.manifest_path),
+            "model": manifest["model"], "weights": manifest.get("weights")}
 
 
 def _peak_rss_mb() -> float:
@@ -297,7 +341,7 @@ def smoke_test(engine: Path, profile: Profile) -> dict[str, Any]:
 
 def default_engine_path(onnx: Path, fp16: bool) -> Path:
     """``model.onnx`` -> ``model.engine`` / ``model.fp16.engine`` beside it."""
-    from exporter.layout import engine_name
+    from core.layout import engine_name
 
     return onnx.with_name(engine_name(onnx.name, fp16))
 
@@ -305,8 +349,6 @@ def default_engine_path(onnx: Path, fp16: bool) -> Path:
 def cached_engine(onnx: Path, fp16: bool) -> Path | None:
     """The engine built from ``onnx`` (or its FP16 graph) when its sidecar's ONNX hash is the
     graph's current one; None when missing or stale."""
-    from exporter.provenance import sha256_file
-
     engine = default_engine_path(onnx, fp16)
     try:
         sidecar = info.read_sidecar(engine)
@@ -315,13 +357,13 @@ def cached_engine(onnx: Path, fp16: bool) -> Path | None:
     if not engine.is_file() or not sidecar:
         return None
     built_from = Path(sidecar.get("onnx", {}).get("path", ""))
-    if not built_from.is_file() or sidecar["onnx"].get("sha256") != sha256_file(built_from):
+    if not built_from.is_file() or sidecar["onnx"].get("sha256") != provenance.sha256_file(built_from):
         return None
     return engine
 
 
 def ensure_engine(onnx: Path, fp16: bool, *, backend: str | None = None,
-                  spec: ModelSpec | None = None) -> tuple[Path, dict[str, Any], bool]:
+                  ) -> tuple[Path, dict[str, Any], bool]:
     """The engine for ``onnx``, reused when its graph is unchanged (by hash), else built:
     (path, sidecar, reused)."""
     engine = cached_engine(onnx, fp16)
@@ -330,8 +372,8 @@ def ensure_engine(onnx: Path, fp16: bool, *, backend: str | None = None,
         assert sidecar is not None
         if backend in (None, "auto", sidecar.get("backend")):
             return engine, sidecar, True
-    engine = default_engine_path(onnx, fp16)
-    return engine, build_engine(onnx, engine, fp16=fp16, backend=backend, spec=spec), False
+    request = EngineRequest(onnx, default_engine_path(onnx, fp16), fp16, backend=backend or "auto")
+    return request.engine, build_engine(request), False
 
 
 def engine_summary(engine: Path, sidecar: dict[str, Any], reused: bool = False) -> str:

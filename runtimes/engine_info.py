@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import DependencyError, EngineBuildError, UsageError
+from core.errors import DependencyError, EngineBuildError, UsageError
 from runtimes.trt_backends import BACKENDS, Backend, parse_compute, read_plan_header
 from runtimes.trtexec import Profile
 

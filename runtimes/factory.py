@@ -1,7 +1,7 @@
 """``create_runner(kind, target, **options)``: from a runtime name and a path to a ready runner.
 
 A target is a model file or an export directory written by ``crossrt export-onnx``
-(its layout is :class:`exporter.layout.ExportDir`'s); this module picks the right file.
+(its layout is :class:`core.layout.ExportDir`'s); this module picks the right file.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import DependencyError
-from exporter.layout import ExportDir, read_onnx
+from core.errors import DependencyError
+from core.graphs import read_onnx
+from core.layout import ExportDir
 from runtimes.availability import check_kind, is_available, runner_classes
 from runtimes.base import Runner
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from exporter.errors import CrossrtError, DependencyError, RuntimeFault, UsageError
+from core.errors import CrossrtError, DependencyError, RuntimeFault, UsageError
 from runtimes.base import InputSpec, Runner
 from runtimes.probe import cpu_name, find_library, gpus, has_files, spec_dirs
 from runtimes.trt_backends import TENSORRT
@@ -78,7 +78,7 @@ def graph_precision(path: Any) -> str:
     """'fp16' when most floating-point weights of the ONNX graph are FP16, else 'fp32'."""
     import onnx
 
-    from exporter.layout import read_onnx
+    from core.graphs import read_onnx
 
     counts = {"fp16": 0, "fp32": 0}
     tensor = onnx.TensorProto

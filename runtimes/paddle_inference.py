@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from exporter.errors import DependencyError, UsageError
+from core.errors import DependencyError, UsageError
 from runtimes.base import InputSpec, Runner
 from runtimes.probe import cpu_name, gpus, spec_dirs, version
 
 if TYPE_CHECKING:
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
 
 PADDLE_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64,
                  "int64": np.int64, "int32": np.int32, "int8": np.int8, "uint8": np.uint8,
@@ -126,7 +126,7 @@ class PaddleRunner(Runner):
     @classmethod
     def target_file(cls, target: Path, fp16: bool = False) -> Path:
         """A program file, its prefix (``DIR/inference``), or a folder holding one."""
-        from exporter.layout import find_paddle_program
+        from core.layout import find_paddle_program
 
         return find_paddle_program(target)
 
@@ -154,7 +154,7 @@ class PaddleRunner(Runner):
         import paddle
         import paddle.inference as pi
 
-        from exporter.layout import PADDLE_PARAMS_SUFFIX
+        from core.layout import PADDLE_PARAMS_SUFFIX
 
         config = pi.Config(str(self.path), str(self.path.with_suffix(PADDLE_PARAMS_SUFFIX)))
         options = self.options

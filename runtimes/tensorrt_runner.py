@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
-from exporter.errors import RuntimeFault, UsageError
+from core.errors import RuntimeFault, UsageError
 from runtimes.base import InputSpec, Runner
 from runtimes.engine_info import check_loadable, read_sidecar
 from runtimes.probe import gpus
@@ -28,7 +28,7 @@ from runtimes.trt_backends import (BACKENDS, TENSORRT, TENSORRT_RTX, Backend, de
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
 
 _CAPTURE_THREAD_LOCAL = 1  # cudaStreamCaptureModeThreadLocal, as trtexec captures
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from exporter.errors import DependencyError, UsageError
+from core.errors import DependencyError, UsageError
 from runtimes import probe
 
 Compute = tuple[int, int]  # (major, minor)

@@ -7,14 +7,12 @@ rules, so a user who knows ``trtexec --onnx m.onnx --minShapes x:1x3x224x224 ...
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from math import floor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from exporter.errors import UsageError
-
-if TYPE_CHECKING:
-    from exporter.specs import ModelSpec
+from core.errors import UsageError
+from core.spec import BATCH_SIZES
 
 Shape = tuple[int, ...]
 Profile = dict[str, tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max)
@@ -77,15 +75,6 @@ def format_shape(shape: Shape) -> str:
 
 
 # -- profiles ----------------------------------------------------------------------------------
-def spec_profile(spec: ModelSpec, batch_sizes: tuple[int, ...] | None = None) -> Profile:
-    """The model's default profile: batch 1 / 4 / 8 (PaddleClas's latency columns), its crop."""
-    from exporter.specs import BATCH_SIZES
-
-    batches = batch_sizes or BATCH_SIZES
-    low, opt, high = ((b, *spec.input_shape) for b in _low_opt_high(batches))
-    return {spec.input_name: (low, opt, high)}
-
-
 def _low_opt_high(batches: tuple[int, ...]) -> tuple[int, int, int]:
     """Batch sizes 1, 4, 8 -> min 1, opt 4 (the middle one), max 8."""
     return batches[0], batches[len(batches) // 2], batches[-1]
@@ -93,7 +82,7 @@ def _low_opt_high(batches: tuple[int, ...]) -> tuple[int, int, int]:
 
 def onnx_inputs(path: str | Path) -> dict[str, tuple[int | None, ...]]:
     """The ONNX graph's real inputs (initializers excluded); dynamic dims are None."""
-    from exporter.layout import read_onnx
+    from core.graphs import read_onnx
 
     graph = read_onnx(path).graph
     weights = {init.name for init in graph.initializer}
@@ -103,19 +92,18 @@ def onnx_inputs(path: str | Path) -> dict[str, tuple[int | None, ...]]:
 
 
 def resolve_profile(inputs: dict[str, tuple[int | None, ...]],
-                    min_shapes: dict[str, Shape] | None = None,
-                    opt_shapes: dict[str, Shape] | None = None,
-                    max_shapes: dict[str, Shape] | None = None,
-                    spec: ModelSpec | None = None) -> Profile:
+                    min_shapes: Mapping[str, Shape] | None = None,
+                    opt_shapes: Mapping[str, Shape] | None = None,
+                    max_shapes: Mapping[str, Shape] | None = None) -> Profile:
     """The one optimisation profile to build, following trtexec's rules, checked against the graph.
 
-    Nothing given: the spec's batch 1/4/8 profile (or, without a spec, batch 1/4/8 on a graph
-    whose only dynamic dimension is the batch). Only opt given: min = max = opt. Otherwise
+    Nothing given: batch 1/4/8 (PaddleClas's latency columns) on a graph whose only dynamic
+    dimension is the batch. Only opt given: min = max = opt. Otherwise
     all three are needed. Static inputs may be left out.
     """
     given = [s is not None for s in (min_shapes, opt_shapes, max_shapes)]
     if not any(given):
-        profile = spec_profile(spec) if spec is not None else _batch_profile(inputs)
+        profile = _batch_profile(inputs)
     elif given == [False, True, False]:
         assert opt_shapes is not None
         profile = {n: (s, s, s) for n, s in opt_shapes.items()}
@@ -131,8 +119,6 @@ def resolve_profile(inputs: dict[str, tuple[int | None, ...]],
 
 
 def _batch_profile(inputs: dict[str, tuple[int | None, ...]]) -> Profile:
-    from exporter.specs import BATCH_SIZES
-
     profile = {}
     for name, dims in inputs.items():
         if any(d is None for d in dims[1:]):

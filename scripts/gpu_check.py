@@ -29,10 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 import runtimes  # noqa: E402
-from exporter.errors import CrossrtError  # noqa: E402
-from exporter.layout import ExportDir  # noqa: E402
-from exporter.preprocess import random_inputs  # noqa: E402
-from exporter.provenance import tool_versions, write_atomic, write_json  # noqa: E402
+from core.errors import CrossrtError  # noqa: E402
+from core.layout import ExportDir  # noqa: E402
+from core.preprocess import random_inputs  # noqa: E402
+from core.provenance import tool_versions, write_atomic, write_json  # noqa: E402
 from runtimes.availability import cpu_name, gpus  # noqa: E402
 from runtimes.onnxrt import ort_dtype  # noqa: E402
 

@@ -51,7 +51,7 @@ def digest(pairs: list[list]) -> str:
 
 def parity_input(spec) -> np.ndarray:
     """One bundled photograph and one seeded noise image: the input the logits are stored for."""
-    from exporter.preprocess import photo_batch, random_inputs
+    from core.preprocess import photo_batch, random_inputs
 
     return np.concatenate([photo_batch(spec)[1][:1], random_inputs(spec, 1, seed=7)])
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exporter.specs import BATCH_SIZES, SPECS  # noqa: E402
+from core.spec import BATCH_SIZES  # noqa: E402
+from exporter.specs import SPECS  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "artifacts" / "reference"
 

@@ -20,8 +20,8 @@ import pytest
 
 import crossrt
 import runtimes
-from exporter.errors import UsageError
-from exporter.preprocess import bundled_photos, preprocess, read_image
+from core.errors import UsageError
+from core.preprocess import bundled_photos, preprocess, read_image
 from exporter.specs import get_spec
 from validation.accuracy import evaluate_accuracy
 from validation.datasets import load_dataset

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import crossrt
-from exporter.layout import ExportDir
+from core.layout import ExportDir
 from rt_fixtures import write_tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -553,7 +553,7 @@ def test_out_of_memory_is_a_runtime_fault(monkeypatch, b0_export, capfd):
 
 def test_golden_zip_errors_are_named(tmp_path):
     """The golden loader's own boundary: BadZipFile, EOFError and friends are one UsageError."""
-    from exporter.errors import UsageError
+    from core.errors import UsageError
     from validation.results import load_golden
 
     buffer = io.BytesIO()
@@ -582,7 +582,7 @@ def test_onnx_runtime_refusing_a_valid_graph_is_a_runtime_fault(monkeypatch, b0_
 
 def test_onnx_runtime_failing_during_a_run_is_a_runtime_fault(b0_export):
     import runtimes
-    from exporter.errors import RuntimeFault
+    from core.errors import RuntimeFault
     from runtimes.onnxrt import OnnxRuntimeRunner
 
     with runtimes.create_runner("onnxruntime", b0_export.path) as runner:
@@ -605,7 +605,7 @@ def test_onnx_runtime_failing_during_a_run_is_a_runtime_fault(b0_export):
 
 def test_a_file_that_is_not_onnx_is_bad_input_for_a_runner(tmp_path):
     import runtimes
-    from exporter.errors import UsageError
+    from core.errors import UsageError
 
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07 not a graph")
     with pytest.raises(UsageError, match="ONNX Runtime cannot load"), \

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import runtimes
-from exporter.errors import DependencyError, ExportError, UsageError
+from core.errors import DependencyError, ExportError, UsageError
 from exporter.specs import get_spec
 from validation.bench import (CSV_FILE, FIGURE_FILE, MARKDOWN_FILE, RESULTS_FILE, BenchConfig,
                               best_runtime, progress_reporter, record_key, run_bench, run_sweep)

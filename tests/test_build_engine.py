@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import runtimes
-from exporter.errors import DependencyError, EngineBuildError, UsageError
-from exporter.specs import BATCH_SIZES, get_spec
+from core.errors import DependencyError, EngineBuildError, UsageError
+from core.spec import BATCH_SIZES
+from exporter.specs import get_spec
 from rt_fixtures import write_tiny_onnx
 from runtimes import engine as eng
 from runtimes import engine_info as info
@@ -67,13 +68,11 @@ def test_shape_specs():
 
 
 # -- profiles ------------------------------------------------------------------------------------
-def test_default_profile_comes_from_the_spec():
+def test_default_profile_is_batch_1_4_8_at_the_graphs_own_size():
     for name in ("EfficientNetB0", "EfficientNetB7", "ResNeXt101_32x8d_wsl"):
-        spec = get_spec(name)
-        crop = spec.crop_size
-        low, opt, high = trtexec.spec_profile(spec)[spec.input_name]
-        assert low == (BATCH_SIZES[0], 3, crop, crop) and high == (BATCH_SIZES[-1], 3, crop, crop)
-        assert low[0] <= opt[0] <= high[0] and opt[1:] == (3, crop, crop)
+        crop = get_spec(name).crop_size
+        low, opt, high = trtexec.resolve_profile({"x": (None, 3, crop, crop)})["x"]
+        assert (low, opt, high) == tuple((b, 3, crop, crop) for b in BATCH_SIZES)
 
 
 def test_onnx_inputs_leave_out_initializers(tmp_path):
@@ -92,9 +91,7 @@ def test_onnx_inputs_leave_out_initializers(tmp_path):
 
 def test_resolve_profile_rules():
     graph = {"x": (None, 3, 224, 224)}
-    spec = get_spec("EfficientNetB0")
-    assert trtexec.resolve_profile(graph, spec=spec) == trtexec.spec_profile(spec)
-    assert trtexec.resolve_profile(graph) == trtexec.spec_profile(spec)  # batch 1/4/8 from the graph
+    assert trtexec.resolve_profile(graph) == {"x": tuple((b, 3, 224, 224) for b in BATCH_SIZES)}
     only_opt = trtexec.resolve_profile(graph, opt_shapes={"x": (2, 3, 224, 224)})
     assert only_opt == {"x": ((2, 3, 224, 224),) * 3}  # trtexec: min = max = opt
     full = trtexec.resolve_profile(graph, {"x": (1, 3, 224, 224)}, {"x": (2, 3, 224, 224)},
@@ -277,7 +274,7 @@ def rtx_builds(small_export, b0_export, tmp_path_factory):
 @pytest.mark.parametrize("model", ["EfficientNetB0_small", "EfficientNetB0"])
 @pytest.mark.parametrize("fp16", [False, True])
 def test_rtx_build_is_real_and_its_precision_proven(rtx_builds, model, fp16):
-    from exporter.provenance import sha256_file
+    from core.provenance import sha256_file
 
     engine = rtx_builds[model, fp16]
     sidecar = info.read_sidecar(engine)
@@ -315,7 +312,7 @@ def test_fp16_plans_are_smaller_and_the_fp16_graph_was_converted(rtx_builds, sma
     for model in ("EfficientNetB0_small", "EfficientNetB0"):
         assert rtx_builds[model, True].stat().st_size < 0.75 * rtx_builds[model, False].stat().st_size
     assert (small_export / "model.fp16.onnx").is_file()  # made on the fly for the FP16 build
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
 
     export = ExportDir(small_export)  # still all crossrt's own: --force may replace it
     assert export.foreign_entries(export.manifest()) == []
@@ -404,16 +401,19 @@ def test_plans_that_cannot_load_here_are_refused_before_deserialising(tmp_path):
 
 def test_build_checks_its_arguments_before_tensorrt(tiny_onnx, tmp_path):
     engine = tmp_path / "model.engine"
+    def build(onnx, **flags):
+        return eng.build_engine(eng.EngineRequest.from_trtexec(onnx, engine, **flags))
+
     with pytest.raises(UsageError, match="does not exist"):
-        eng.build_engine(tmp_path / "missing.onnx", engine)
+        build(tmp_path / "missing.onnx")
     with pytest.raises(UsageError, match="0..5"):
-        eng.build_engine(tiny_onnx, engine, builder_optimization_level=7)
+        build(tiny_onnx, builder_optimization_level=7)
     with pytest.raises(UsageError, match="not an input"):
-        eng.build_engine(tiny_onnx, engine, opt_shapes="y:1x3x32x32")
+        build(tiny_onnx, opt_shapes="y:1x3x32x32")
     with pytest.raises(UsageError, match="bad --memPoolSize"):
-        eng.build_engine(tiny_onnx, engine, mem_pools="workspac:1G")
+        build(tiny_onnx, mem_pool_size="workspac:1G")
     with pytest.raises(UsageError, match="unknown backend"):
-        eng.build_engine(tiny_onnx, engine, backend="onnxruntime")
+        build(tiny_onnx, backend="onnxruntime")
     assert not engine.exists()
 
 
@@ -427,8 +427,9 @@ needs_tensorrt = pytest.mark.skipif(not runtimes.is_available("tensorrt")[0],
 @pytest.mark.parametrize("fp16", [False, True])
 def test_real_build_runs_and_matches_onnxruntime(tiny_onnx, tmp_path, fp16):
     engine = tmp_path / ("model.fp16.engine" if fp16 else "model.engine")
-    first = eng.build_engine(tiny_onnx, engine, fp16=fp16, min_shapes="x:1x3x32x32",
-                             opt_shapes="x:4x3x32x32", max_shapes="x:8x3x32x32")
+    first = eng.build_engine(eng.EngineRequest.from_trtexec(
+        tiny_onnx, engine, fp16=fp16, min_shapes="x:1x3x32x32", opt_shapes="x:4x3x32x32",
+        max_shapes="x:8x3x32x32"))
     assert engine.is_file() and info.read_sidecar(engine) == json.loads(json.dumps(first))
     assert first["precision"]["engine"] in (("fp16", "mixed") if fp16 else ("fp32",))
     assert first["inference_check"]["finite"]
@@ -446,7 +447,7 @@ def test_real_build_runs_and_matches_onnxruntime(tiny_onnx, tmp_path, fp16):
                     reason=str(backends.TENSORRT.build_reason()))
 def test_full_tensorrt_timing_cache_is_reused(tiny_onnx, tmp_path):
     cache = tmp_path / "timing.cache"
-    eng.build_engine(tiny_onnx, tmp_path / "a.engine", timing_cache=cache, backend="tensorrt")
-    second = eng.build_engine(tiny_onnx, tmp_path / "b.engine", timing_cache=cache,
-                              backend="tensorrt")
+    for name in ("a", "b"):
+        second = eng.build_engine(eng.EngineRequest(tiny_onnx, tmp_path / f"{name}.engine",
+                                                    timing_cache=cache, backend="tensorrt"))
     assert cache.is_file() and second["builder_options"]["timing_cache"]["reused"]

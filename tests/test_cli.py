@@ -88,7 +88,7 @@ def test_gpu_check_script_runs_its_steps_on_the_cpu(b0_export, tmp_path):
     """The GPU machine's prepared command, exercised end to end with --device cpu."""
     import importlib.util
 
-    from exporter.specs import ModelSpec  # noqa: F401  (the script imports the packages)
+    from core.spec import ModelSpec  # noqa: F401  (the script imports the packages)
 
     path = crossrt.Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
     spec = importlib.util.spec_from_file_location("gpu_check", path)

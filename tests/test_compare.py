@@ -1,4 +1,4 @@
-"""validation.compare: the pass rule, the statistics, and the smallest passing tolerances."""
+"""core.compare: the pass rule, the statistics, and the smallest passing tolerances."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from exporter.errors import UsageError
-from validation.compare import (DEFAULT_TOLERANCES, ERROR_STATS, Tolerance, compare_outputs,
+from core.errors import UsageError
+from core.compare import (DEFAULT_TOLERANCES, ERROR_STATS, Tolerance, compare_outputs,
                                 degenerate_reference, scaled_to, tolerance_for)
 
 FP32 = DEFAULT_TOLERANCES["fp32"]
@@ -284,10 +284,3 @@ def test_scaled_to_makes_atol_relative_to_the_largest_finite_value(logits):
     assert compare_outputs({"y": logits}, {"y": logits + np.float32(0.02)}, rule)
     assert not compare_outputs({"y": logits}, {"y": logits + np.float32(0.03)}, rule)
 
-
-def test_validation_compare_is_the_exporters_function():
-    import exporter.compare
-    import validation.compare
-
-    assert validation.compare.compare_outputs is exporter.compare.compare_outputs
-    assert validation.compare.Tolerance is exporter.compare.Tolerance

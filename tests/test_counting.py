@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exporter.family import ModelSpec, Published
+from core.spec import ModelSpec, Published
 from exporter.specs import SPECS, get_spec
 
 paddle = pytest.importorskip("paddle")

@@ -15,11 +15,12 @@ import onnxruntime as ort
 import pytest
 
 import crossrt
+from core import graphs
 from exporter import export as export_mod
-from exporter.errors import CheckFailed, UsageError
+from core.errors import CheckFailed, UsageError
 from exporter.export import export_onnx
-from exporter.layout import ExportDir
-from exporter.preprocess import photo_batch
+from core.layout import ExportDir
+from core.preprocess import photo_batch
 from exporter.specs import get_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,7 +179,7 @@ def test_disk_full_leaves_nothing_behind(b0_export, tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export_mod, "save_onnx", full)
+    monkeypatch.setattr(graphs, "save_onnx", full)
     out = tmp_path / "full"
     with pytest.raises(UsageError, match="disk full"):
         export_onnx("EfficientNetB0", paddle_model=b0_export.path / "paddle", out_dir=out)
@@ -193,7 +194,7 @@ def test_interrupted_or_failed_export_keeps_the_good_one(b0_export, tmp_path, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export_mod, "_simplify", interrupted)
+    monkeypatch.setattr(graphs, "simplify", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_onnx("EfficientNetB0", paddle_model=b0_export.path / "paddle", out_dir=out,
                     force=True)

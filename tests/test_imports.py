@@ -63,10 +63,10 @@ def test_packages_import_and_onnx_runs_without_paddle(tmp_path):
     model = write_tiny_onnx(tmp_path / "export" / "model.onnx")
     code = f"""
 import json, sys
-import exporter, runtimes, validation
+import core, exporter, runtimes, validation
 light = sorted(m for m in ("paddle", "onnxruntime", "onnx", "tensorrt", "cv2") if m in sys.modules)
 import numpy as np
-from exporter.errors import DependencyError
+from core.errors import DependencyError
 status = dict((k, runtimes.is_available(k)) for k in runtimes.RUNNER_KINDS)
 with runtimes.create_runner("onnxruntime", {str(model.parent)!r}) as runner:
     shape = runner.infer({{"x": np.ones((2, 3, 32, 32), np.float32)}})["logits"].shape
@@ -96,7 +96,8 @@ print(json.dumps(dict(light=light, status=status, shape=shape, refused=refused,
                                     "runtimes.onnxrt", "runtimes.paddle_inference",
                                     "validation.pipeline", "validation.validate",
                                     "validation.accuracy", "validation.bench",
-                                    "validation.localize", "exporter.specs"])
+                                    "validation.localize", "exporter.specs", "exporter.export",
+                                    "core.graphs", "core.layout", "core.preprocess"])
 def test_every_runtime_module_imports_without_its_runtime(tmp_path, module):
     result = _run_without_paddle(
         f"import json, sys, {module}\n"
@@ -104,3 +105,27 @@ def test_every_runtime_module_imports_without_its_runtime(tmp_path, module):
         " if m in sys.modules)))",
         tmp_path)
     assert result == []
+
+
+LAYERS = ("core", "runtimes", "exporter", "validation", "crossrt")  # each stands on those before
+
+
+def test_every_import_runs_down_the_layers():
+    """No module imports a package above its own, lazy imports inside functions included:
+    core <- runtimes <- exporter <- validation <- crossrt (the CLI)."""
+    import ast
+
+    rank = {name: index for index, name in enumerate(LAYERS)}
+    upward = []
+    for path in sorted(ROOT.glob("*/**/*.py")) + [ROOT / "crossrt.py"]:
+        layer = path.relative_to(ROOT).parts[0].removesuffix(".py")
+        if layer not in rank:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                     and not node.level else [])
+            upward += [f"{path.relative_to(ROOT)} imports {name}" for name in names
+                       if rank.get(name.split(".")[0], -1) > rank[layer]]
+    assert not upward, upward
+    assert {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()} == set(LAYERS[:-1])

@@ -12,16 +12,17 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from core import graphs
 from exporter import export as export_mod
 from exporter import large
-from exporter.errors import UsageError
-from exporter.preprocess import photo_batch
+from core.errors import UsageError
+from core.preprocess import photo_batch
 from exporter.specs import get_spec
 
 
 @pytest.fixture()
 def tiny_limits(monkeypatch):
-    monkeypatch.setattr(export_mod, "PROTOBUF_LIMIT", 1 << 20)  # 1 MiB: "too large"
+    monkeypatch.setattr(graphs, "PROTOBUF_LIMIT", 1 << 20)  # 1 MiB: "too large"
     monkeypatch.setattr(large, "PIECE_BYTES", 1 << 20)
 
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from exporter.errors import UsageError
-from exporter.preprocess import batches, load_images, photo_batch, preprocess, read_image
+from core.errors import UsageError
+from core.preprocess import batches, load_images, photo_batch, preprocess, read_image
 from exporter.specs import get_spec
 
 B0 = get_spec("EfficientNetB0")

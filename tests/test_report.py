@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from validation.compare import compare_outputs, degenerate_reference, tolerance_for
+from core.compare import compare_outputs, degenerate_reference, tolerance_for
 from validation.report import (COLUMNS, ComparisonRecord, ReportContext, render_markdown,
                                render_table, report_dict, summary, text_table)
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from exporter.errors import UsageError
-from exporter.provenance import sha256_array
-from validation.compare import compare_outputs
+from core.errors import UsageError
+from core.provenance import sha256_array
+from core.compare import compare_outputs
 from validation.results import (SavedIteration, SavedResults, SavedRun, load_golden,
                                 load_results, save_results)
 

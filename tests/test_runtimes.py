@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import runtimes
-from exporter.errors import DependencyError, UsageError
-from exporter.specs import BATCH_SIZES
+from core.errors import DependencyError, UsageError
+from core.spec import BATCH_SIZES
 from rt_fixtures import build_small_export, write_tiny_onnx
 from runtimes.trtexec import onnx_inputs
 

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from exporter import zoo
-from exporter.errors import UnknownModelError
-from exporter.family import ModelFamily, ModelSpec, Published
-from exporter.specs import BATCH_SIZES, SPECS, get_spec
+from core.errors import UnknownModelError
+from core.spec import ModelSpec, Published
+from exporter.family import ModelFamily
+from core.spec import BATCH_SIZES
+from exporter.specs import SPECS, get_spec
 from exporter.zoo import FAMILIES, efficientnet, family_of, resnext_wsl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +89,7 @@ SMALL_192 = ModelSpec(name="EfficientNetB0_small_192", family="EfficientNet", cr
 
 
 def test_a_spec_without_published_figures_is_declared_and_used(monkeypatch):
-    from exporter.preprocess import photo_batch
+    from core.preprocess import photo_batch
     from validation.bench import BenchConfig, Cell, cell_record
     from validation.figures import figure_points, short_name
     from validation.tables import csv_text, markdown_table

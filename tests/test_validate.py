@@ -14,7 +14,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import crossrt
-from exporter.preprocess import load_images, preprocess
+from core.preprocess import load_images, preprocess
 from exporter.specs import get_spec
 from validation.results import SavedIteration, SavedResults, SavedRun, save_results
 from validation.validate import validate

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exporter.errors import WeightsError
+from core.errors import WeightsError
 from exporter.specs import get_spec
 
 paddle = pytest.importorskip("paddle")

@@ -28,10 +28,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from exporter import provenance
-from exporter.errors import UsageError
-from exporter.preprocess import preprocess, read_image
-from exporter.specs import ModelSpec, get_spec
+from core import provenance
+from core.errors import UsageError
+from core.preprocess import preprocess, read_image
+from core.spec import ModelSpec
+from exporter.specs import get_spec
 from validation.datasets import Dataset, Sample, load_dataset
 from validation.progress import Progress
 from validation.report import weights_warning

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from exporter import provenance
-from exporter.errors import DependencyError, UsageError
-from exporter.preprocess import check_batch_fits
-from exporter.specs import BATCH_SIZES, ModelSpec, get_spec
+from core import provenance
+from core.errors import DependencyError, UsageError
+from core.preprocess import check_batch_fits
+from core.spec import BATCH_SIZES, ModelSpec
+from exporter.specs import get_spec
 from validation import tables
 from validation.progress import Progress
 from validation.timing import Method, TimingStats, measure
@@ -280,7 +281,7 @@ def model_feed(runner: Any, spec: ModelSpec, batch_size: int) -> dict[str, Any]:
     """Seeded inputs at the spec's shape, in the dtype the runner's input expects."""
     from polygraphy.datatype import DataType
 
-    from exporter.preprocess import random_inputs
+    from core.preprocess import random_inputs
 
     name, (dtype, _shape) = next(iter(runner.get_input_metadata().items()))
     data = random_inputs(spec, batch_size, seed=INPUT_SEED)
@@ -373,7 +374,7 @@ def _default_runner(kind: str, target: Path, **options: Any) -> Any:
 
 def weights_source(target: Path) -> Any:
     """The manifest's weights record (synthetic with seed, checkpoint hash, Paddle model)."""
-    from exporter.layout import ExportDir
+    from core.layout import ExportDir
 
     try:
         return ExportDir(target if target.is_dir() else target.parent).manifest().get("weights")

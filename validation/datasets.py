@@ -15,8 +15,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.errors import UsageError
-from exporter.preprocess import IMAGE_SUFFIXES
+from core.errors import UsageError
+from core.preprocess import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from exporter import provenance
+from core import provenance
 from exporter.specs import SPECS, get_spec
 from exporter.zoo import family_of
 from validation.tables import published_ms

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from exporter.errors import UsageError
-from exporter.layout import find_paddle_program
-from validation.compare import Tolerance, compare_outputs, scaled_to, to_jsonable
+from core.errors import UsageError
+from core.layout import find_paddle_program
+from core.compare import Tolerance, compare_outputs, scaled_to, to_jsonable
 
 _TRANSPARENT = frozenset({"Identity", "Cast"})  # pass a value through unchanged (but dtype)
 _PADDLE_PARAM = re.compile(r"^(?P<layer>[A-Za-z][\w]*?_\d+)\.(?:w|b)_\d+$")  # conv2d_3.w_0
@@ -377,7 +377,7 @@ def _verdict(name: str, ref: np.ndarray, test: np.ndarray,
 
 def _load_onnx(model_path: str | Path) -> Any:
     """The graph without external weights: those stay in their files, read by ORT itself."""
-    from exporter.layout import read_onnx
+    from core.graphs import read_onnx
 
     return read_onnx(model_path)
 

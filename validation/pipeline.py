@@ -64,8 +64,7 @@ def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path 
 def build_fp16_engine(exported: ExportResult, report: Reporter | None = None) -> EngineStage:
     """The FP16 engine beside the export (reused while its graph's hash is unchanged), with
     whichever TensorRT backend builds here; without one, the line that says how to get one."""
-    from exporter.errors import DependencyError
-    from exporter.specs import get_spec
+    from core.errors import DependencyError
     from runtimes.engine import ensure_engine
     from runtimes.trt_backends import TENSORRT_RTX, select_backend
 
@@ -75,8 +74,7 @@ def build_fp16_engine(exported: ExportResult, report: Reporter | None = None) ->
         return EngineStage(skipped=f"no TensorRT backend is installed: {TENSORRT_RTX.install}")
     if report:
         report("building the FP16 TensorRT engine")
-    path, sidecar, reused = ensure_engine(exported.onnx_path, fp16=True,
-                                          spec=get_spec(exported.manifest["model"]))
+    path, sidecar, reused = ensure_engine(exported.onnx_path, fp16=True)
     return EngineStage(path, sidecar, reused)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from validation.compare import ComparisonResult, to_jsonable
+from core.compare import ComparisonResult, to_jsonable
 
 if TYPE_CHECKING:
     from validation.localize import Localization

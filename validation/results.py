@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from exporter.errors import UsageError
-from exporter.provenance import sha256_array, write_atomic
+from core.errors import UsageError
+from core.provenance import sha256_array, write_atomic
 
 FORMAT = "crossrt-run-results"
 FORMAT_VERSION = 1
@@ -32,7 +32,7 @@ _KEY = "crossrt"
 @dataclass(frozen=True)
 class Sample:
     """One row of a batch: where it came from ("chelsea", "random:seed=0:3") and its hash
-    (``exporter.provenance.sha256_array``, the hash ``reference.npz`` stores too)."""
+    (``core.provenance.sha256_array``, the hash ``reference.npz`` stores too)."""
 
     name: str
     sha256: str

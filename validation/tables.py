@@ -15,7 +15,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from exporter.specs import BATCH_SIZES, SPECS, ModelSpec, get_spec
+from core.spec import BATCH_SIZES, ModelSpec
+from exporter.specs import SPECS, get_spec
 from validation.timing import NOISY_CV
 
 MISSING = "-"

@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from exporter import provenance
-from exporter.errors import UsageError
-from exporter.layout import ExportDir, read_onnx
-from exporter.preprocess import (batches, check_batch_fits, load_images, preprocess,
+from core import provenance
+from core.errors import UsageError
+from core.graphs import read_onnx
+from core.layout import ExportDir
+from core.preprocess import (batches, check_batch_fits, load_images, preprocess,
                                  random_inputs)
-from exporter.specs import ModelSpec, get_spec
-from validation.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
+from core.spec import ModelSpec
+from exporter.specs import get_spec
+from core.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
 from validation.report import ComparisonRecord, ReportContext
 
 DEFAULT_BATCH_SIZES = (1, 4)
@@ -162,7 +164,7 @@ def _resolve_target(target: str | Path, fp16: bool, say: Reporter,
     A model name means its default export folder: validated as it is when it exists (whatever
     its weights), exported first when it does not."""
     from exporter.export import default_export
-    from exporter.layout import MANIFEST_FILE
+    from core.layout import MANIFEST_FILE
 
     folder = ExportDir(target)
     if not folder.path.exists() and _looks_like_path(str(target)):

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from exporter.errors import UnknownModelError
-from exporter.family import ModelFamily, ModelSpec
+from core.errors import UnknownModelError
+from core.spec import ModelSpec
+from exporter.family import ModelFamily
 from exporter.zoo import efficientnet, resnext_wsl
 
 if TYPE_CHECKING:

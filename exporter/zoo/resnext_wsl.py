@@ -12,7 +12,8 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from exporter.family import CountingRule, ModelSpec, Published
+from core.spec import ModelSpec, Published
+from exporter.family import CountingRule
 
 if TYPE_CHECKING:
     from paddle import nn

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exporter.errors import UsageError
+from core.errors import UsageError
 
 if TYPE_CHECKING:
-    from exporter.specs import ModelSpec
+    from core.spec import ModelSpec
 
 BUNDLED_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # shipped inside scikit-image
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter import provenance
-from exporter.errors import UsageError
+from core import provenance
+from core.errors import UsageError
 
 ONNX_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
@@ -279,21 +279,3 @@ def find_paddle_program(target: str | Path) -> Path:
         raise UsageError(f"{params.name} is missing beside {program}: a Paddle program needs "
                          "the weights file exported with it in the same folder")
     return program
-
-
-def read_onnx(path: str | Path) -> Any:
-    """An ONNX file's graph, its external weights left on disk: the one reader of ONNX files
-    (a truncated or foreign file is one UsageError naming it)."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path} is {'a folder' if path.is_dir() else 'missing'}: give an "
-                         "ONNX model file (export one with crossrt export-onnx MODEL)")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        detail = str(exc).splitlines()[0][:120] if str(exc) else "corrupt"
-        raise UsageError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
-                         f"{detail}); export it again or restore the file") from None

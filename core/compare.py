@@ -2,7 +2,7 @@
 
 The one comparison rule of crossrt: validation's verdicts, the exporter's own check against
 Paddle and localisation's intermediate tensors all apply it (it lives in the exporter, the
-lowest package, so that the exporter can use it; ``validation.compare`` is its public name).
+lowest package, so that the exporter can use it; ``core.compare`` is its public name).
 
 Pass rule per output (and every rule must hold):
 - same shape;
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from exporter.errors import UsageError
+from core.errors import UsageError
 
 ERROR_STATS = ("elemwise", "max", "mean", "median", "quantile")
 _REL_EPSILON = 2.220446049250313e-16  # Polygraphy's stand-in for |ref| == 0

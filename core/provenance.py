@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import UsageError
+from core.errors import UsageError
 
 TOOLS = ("crossrt", "paddlepaddle", "paddle2onnx", "onnx", "onnxsim", "onnxruntime",
          "onnxruntime-gpu", "polygraphy", "tensorrt", "numpy", "opencv-python-headless")
