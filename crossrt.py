@@ -21,11 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CheckFailed, CrossrtError, RuntimeFault, Terminated, UsageError
-
-
-def _say(message: str) -> None:
-    """Progress and notices go to stderr, so stdout stays machine-readable (--json)."""
-    print(f"crossrt: {message}", file=sys.stderr, flush=True)
+from core.log import show_on_stderr
 
 
 def _csv(kind: Callable[[str], Any], allow_empty: bool = False,
@@ -131,8 +127,7 @@ def _export(args: argparse.Namespace) -> int:
 
     result = export_onnx(args.model, weights=args.weights, paddle_model=args.paddle_model,
                          out_dir=args.out, opset=args.opset, fp16=args.fp16,
-                         simplify=not args.no_simplify, force=args.force, seed=args.seed,
-                         report=_say)
+                         simplify=not args.no_simplify, force=args.force, seed=args.seed)
     print(_export_summary(result))
     return 0
 
@@ -276,7 +271,7 @@ def _validate(args: argparse.Namespace) -> int:
                    min_top1_agreement=args.min_top1_agreement, batch_sizes=args.batch_sizes,
                    images=args.images, random=args.random, seed=args.seed,
                    save_outputs=args.save_outputs, load_outputs=args.load_outputs,
-                   fp16=args.fp16, localize=args.localize, report=_say)
+                   fp16=args.fp16, localize=args.localize)
     print(render_table(run.records, run.context))
     if args.json:
         _print_json(args.json, report_dict(run.records, run.context))
@@ -332,7 +327,7 @@ def _accuracy(args: argparse.Namespace) -> int:
         reference=args.reference, fp16=args.fp16, batch_size=args.batch_size,
         limit=args.limit, workers=args.workers, predictions=args.predictions,
         resume=args.resume, max_top1_drop=args.max_top1_drop, min_top1=args.min_top1,
-        progress=accuracy.progress_reporter(), report=_say)
+        progress=accuracy.progress_reporter())
     print(accuracy.render_table(run))
     if args.json:
         _print_json(args.json, accuracy.report_dict(run))
@@ -431,7 +426,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     if args.out is not None:
         ExportDir(args.out).check_replaceable()
     result = run_pipeline(args.model, runtime=args.runtime, out_dir=args.out,
-                          duration_s=args.duration_s, progress=progress_reporter(), report=_say)
+                          duration_s=args.duration_s, progress=progress_reporter())
     print(summary(result))
     return 0 if result.passed else 1
 
@@ -494,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     EXIT_CODES); MemoryError -> exit 3; Ctrl-C and SIGTERM -> clean-up, then 130 / 143.
     Anything else is a bug in crossrt and keeps its traceback."""
     args = build_parser().parse_args(argv)
+    show_on_stderr()
     # Paddle's import and jit.save print notices that are not ours to show.
     warnings.filterwarnings("ignore", message="No ccache found")
     os.environ.setdefault("GLOG_minloglevel", "2")

@@ -56,3 +56,14 @@ class RuntimeFault(CrossrtError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where it arrives so that clean-up runs as it does for Ctrl-C."""
+
+
+def first_line(error: BaseException, *, named: bool = False, limit: int = 200) -> str:
+    """An exception's first non-blank line, at most ``limit`` characters (libraries such as
+    Paddle put a blank line or a hint first, and their messages run to pages); its type's name
+    when it has no message. ``named`` puts the type's name in front: ``ValueError: ...``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0][:limit] if lines else ""
+    if named or not text:
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text

@@ -27,6 +27,7 @@ from typing import Any
 
 from core import provenance
 from core.errors import UsageError
+from core.log import log
 
 ONNX_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
@@ -46,7 +47,6 @@ PADDLE_PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDe
 PADDLE_PARAMS_SUFFIX = ".pdiparams"
 _STAGING = ".crossrt-staging-"  # .NAME.crossrt-staging-XXXXXXXX (mkdtemp) or ...-old
 _MKDTEMP_SUFFIX = 8
-Reporter = Callable[[str], None]
 
 
 def _fix(path: Path) -> str:
@@ -148,7 +148,7 @@ class ExportDir:
             raise UsageError(f"--out {self.path} is a file, not a folder; choose another --out")
 
     @contextlib.contextmanager
-    def locked(self, say: Reporter | None = None) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         """Serialise exports to this folder; a waiting export says who holds the lock.
 
         The lock file (``.NAME.lock`` beside the folder) holds its owner's pid, host and
@@ -163,10 +163,10 @@ class ExportDir:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                if say is not None and not told:
+                if not told:
                     handle.seek(0)
                     holder = handle.read().strip() or "another process"
-                    say(f"waiting for {self.path}: another export holds its lock ({holder})")
+                    log.info(f"waiting for {self.path}: another export holds its lock ({holder})")
                     told = True
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX)

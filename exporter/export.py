@@ -31,7 +31,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,9 @@ import numpy as np
 
 from core import graphs, provenance
 from core.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
-from core.errors import CheckFailed, DependencyError, ExportError, Terminated, UsageError
+from core.errors import (CheckFailed, DependencyError, ExportError, Terminated, UsageError,
+                         first_line)
+from core.log import log
 from core.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE,
                              PADDLE2ONNX_LOG, PADDLE_PARAMS_SUFFIX, PADDLE_PROGRAM_STEM,
                              ExportDir, find_paddle_program)
@@ -56,7 +58,6 @@ DEFAULT_OPSET = 13
 ARTIFACTS = Path("artifacts")
 CHECK_RANDOM_INPUTS = 4
 
-Reporter = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -74,24 +75,23 @@ def default_out_dir(spec: ModelSpec) -> Path:
     return ARTIFACTS / spec.name
 
 
-def default_export(model: str, *, fp16: bool = False, report: Reporter | None = None) -> Path:
+def default_export(model: str, *, fp16: bool = False) -> Path:
     """The model's default export folder, used as it is when it holds what is asked (whatever
     its weights: validating or timing an export never replaces it), else exported."""
     folder = ExportDir(default_out_dir(get_spec(model)))
     if folder.is_export() and (not fp16 or folder.onnx_path(fp16=True).is_file()):
         folder.manifest()  # a corrupt one is named here
         return folder.path
-    return export_onnx(model, fp16=fp16, report=report).path
+    return export_onnx(model, fp16=fp16).path
 
 
 def export_onnx(model: str, *, weights: str | Path | None = None,
                 paddle_model: str | Path | None = None, out_dir: str | Path | None = None,
                 opset: int = DEFAULT_OPSET, fp16: bool = False, simplify: bool = True,
-                force: bool = False, seed: int = 0, report: Reporter | None = None,
+                force: bool = False, seed: int = 0,
                 ) -> ExportResult:
     """Export ``model`` (a registry name) to ONNX; reuse an identical earlier export."""
     spec = get_spec(model)
-    say = report or (lambda message: None)
     if opset not in OPSETS:
         raise UsageError(f"opset {opset} is not supported; choose {OPSETS.start} to "
                          f"{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
@@ -114,13 +114,13 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
                      "sha256": [provenance.sha256_file(f) for f in program_files]}
                     if program_files is not None else {"kind": "synthetic", "seed": seed}),
     }
-    with provenance.disk_errors(out), folder.locked(say):
+    with provenance.disk_errors(out), folder.locked():
         if (manifest := _reusable(folder, request, force)) is not None:
-            say(f"reusing {out} (same request; --force to export again)")
+            log.info(f"reusing {out} (same request; --force to export again)")
             return ExportResult(out, manifest, reused=True)
         with folder.staging() as stage, _terminate_as_interrupt():
             manifest = _build(stage, spec, request, weights=weights, program_files=program_files,
-                              seed=seed, say=say)
+                              seed=seed)
             folder.publish(stage)
     return ExportResult(out, manifest, reused=False)
 
@@ -227,104 +227,159 @@ def _terminate_as_interrupt() -> Iterator[None]:
 # --- the pipeline -----------------------------------------------------------------------
 
 class _Steps:
-    """Times each step and reports its start (the CLI shows these as progress)."""
+    """Times each step and says when it starts (the CLI shows these as progress)."""
 
-    def __init__(self, say: Reporter):
-        self.say = say
+    def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str, message: str) -> Iterator[None]:
-        self.say(message)
+        log.info(message)
         start = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
+@dataclass
+class _Source:
+    """The Paddle program an export converts, and the dygraph layer it came from (None for an
+    existing Paddle model; dropped once converted: the largest models need the memory)."""
+
+    program: Path
+    params: Path
+    weights: dict[str, Any]  # the manifest's weights record
+    layer: Any = None
+    given: tuple[Path, Path] | None = None  # the user's files it was copied from
+
+
+@dataclass(frozen=True)
+class _Converted:
+    graph: onnx.ModelProto
+    nodes_before: int  # paddle2onnx's node count, before onnxsim
+    reference: np.ndarray  # Paddle's outputs on the check's inputs
+    unsimplified: np.ndarray | None  # ONNX Runtime's outputs before onnxsim, when it ran here
+    checked: bool  # onnx's checker ran on the graph in memory (else it checks the saved file)
+
+
 def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: str | Path | None,
-           program_files: tuple[Path, Path] | None, seed: int, say: Reporter) -> dict[str, Any]:
-    step = _Steps(say)
+           program_files: tuple[Path, Path] | None, seed: int) -> dict[str, Any]:
+    """Every step of one export into ``stage``; returns the manifest it wrote there."""
+    step = _Steps()
     with step("paddle_program", f"{spec.name}: building the Paddle inference program"):
-        program, params, weights_source, layer = _paddle_program(
-            stage / "paddle", spec, weights, program_files, seed, say)
+        source = _paddle_program(stage / "paddle", spec, weights, program_files, seed)
     names, photos = photo_batch(spec)
     feed = np.concatenate([photos, random_inputs(spec, CHECK_RANDOM_INPUTS, seed=seed)])
-    in_pieces = params.stat().st_size >= graphs.PROTOBUF_LIMIT
-    if not in_pieces:  # Paddle loads it first: a broken program is named as such, not by ONNX
-        with step("reference", f"{spec.name}: computing Paddle reference outputs"):
-            reference = _paddle_reference(spec, program, feed, program_files)
-    with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"
-              + (", in pieces (past protobuf's 2 GB)" if in_pieces else "")):
-        if in_pieces:
-            graph, nodes_before = _convert_in_pieces(layer, spec, feed, request, stage)
-        else:
-            graph = _paddle2onnx(program, params, request["opset"], stage / PADDLE2ONNX_LOG)
-            _name_io(graph, spec)
-            graphs.check_graph(graph)
-            nodes_before = len(graph.graph.node)
-    del layer  # the 828M-parameter models need the memory for Paddle Inference below
-    if in_pieces:
-        with step("reference", f"{spec.name}: computing Paddle reference outputs"):
-            reference = _paddle_reference(spec, program, feed, program_files)
-    unsimplified = None
-    if request["simplify"] and not in_pieces:  # pieces were simplified one by one
+    in_pieces = source.params.stat().st_size >= graphs.PROTOBUF_LIMIT
+    converted = (_convert_in_pieces if in_pieces else _convert_whole)(
+        step, spec, request, source, feed, stage)
+    graphs.set_metadata(converted.graph, spec, source.weights)
+    with step("save", f"{spec.name}: saving {ONNX_FILE}"):
+        graphs.save_onnx(converted.graph, stage / ONNX_FILE)
+        if not converted.checked:
+            graphs.check_graph(stage / ONNX_FILE)
+    with step("check", f"{spec.name}: checking ONNX Runtime against Paddle"):
+        onnx_outputs = _ort_outputs(stage / ONNX_FILE, spec, feed)
+        simplify_error = _simplify_error(spec, converted.unsimplified, onnx_outputs)
+        check = _check_figures(spec, converted.reference, onnx_outputs, len(names))
+    fp16_check = None
+    if request["fp16"]:
+        with step("fp16", f"{spec.name}: writing {FP16_FILE}"):
+            fp16_check = _fp16_graph(spec, stage, feed, onnx_outputs, photos=len(names))
+    provenance.write_atomic(stage / GOLDEN_FILE, _golden_npz(
+        names, photos, converted.reference[:len(names)]))
+    if not check["passed"]:
+        raise CheckFailed(f"{spec.name}: ONNX Runtime differs from Paddle by "
+                          f"{check['max_abs_error']:.3g} (allowed {check['tolerance']:.3g}); "
+                          "the export was not written")
+    manifest = {
+        "model": spec.name, "request": request, "weights": source.weights,
+        "opset": request["opset"], "ir_version": converted.graph.ir_version,
+        "inputs": [graphs.io_record(v) for v in converted.graph.graph.input],
+        "outputs": [graphs.io_record(v) for v in converted.graph.graph.output],
+        "preprocessing": spec.preprocessing(),
+        "nodes": {"paddle2onnx": converted.nodes_before, ONNX_FILE: len(converted.graph.graph.node)},
+        "simplified": request["simplify"], "simplify_max_abs_error": simplify_error,
+        "check": check, "fp16": fp16_check,
+        "tools": provenance.tool_versions(), "seconds": step.seconds,
+        "files": {str(p.relative_to(stage)): {"bytes": p.stat().st_size,
+                                              "sha256": provenance.sha256_file(p)}
+                  for p in sorted(stage.rglob("*")) if p.is_file()},
+    }
+    provenance.write_json(stage / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def _convert_whole(step: _Steps, spec: ModelSpec, request: dict[str, Any], source: _Source,
+                   feed: np.ndarray, stage: Path) -> _Converted:
+    """paddle2onnx on the whole program, then onnxsim; Paddle runs first, so that a broken
+    program is named as such, not by ONNX."""
+    with step("reference", f"{spec.name}: computing Paddle reference outputs"):
+        reference = _paddle_reference(spec, source, feed)
+    with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"):
+        graph = _paddle2onnx(source.program, source.params, request["opset"],
+                             stage / PADDLE2ONNX_LOG)
+        _name_io(graph, spec)
+        graphs.check_graph(graph)
+    source.layer = None
+    nodes_before, unsimplified = len(graph.graph.node), None
+    if request["simplify"]:
         with step("simplify", f"{spec.name}: simplifying with onnxsim"):
             with tempfile.TemporaryDirectory(dir=stage) as folder:  # ORT runs saved graphs
                 graphs.save_onnx(graph, Path(folder) / ONNX_FILE)
                 unsimplified = _ort_outputs(Path(folder) / ONNX_FILE, spec, feed)
             graph = graphs.simplify(graph)
-    graphs.set_metadata(graph, spec, weights_source)
-    with step("save", f"{spec.name}: saving {ONNX_FILE}"):
-        graphs.save_onnx(graph, stage / ONNX_FILE)
-        if in_pieces:
-            graphs.check_graph(stage / ONNX_FILE)
-    with step("check", f"{spec.name}: checking ONNX Runtime against Paddle"):
-        onnx_outputs = _ort_outputs(stage / ONNX_FILE, spec, feed)
-        simplify_error = None
-        if unsimplified is not None:  # the simplified graph against the one onnxsim was given
-            simplified = _compare(spec, unsimplified, onnx_outputs, _tolerance(spec, unsimplified))
-            simplify_error = _max_abs_error(simplified)
-            if not simplified:
-                raise CheckFailed(f"onnxsim changed {spec.name}'s outputs by {simplify_error:.3g};"
-                                  " export again with --no-simplify")
-        check = _check_figures(spec, reference, onnx_outputs, len(names))
-    fp16_check = None
-    if request["fp16"]:
-        with step("fp16", f"{spec.name}: writing {FP16_FILE}"):
-            graphs.convert_fp16(stage / ONNX_FILE, stage / FP16_FILE)
-            fp16_outputs = _ort_outputs(stage / FP16_FILE, spec, feed)
-            shown = len(names)  # the photographs, before the random inputs
-            fp16_check = {"kept_fp32_ops": list(graphs.FP16_FP32_OPS),
-                          "max_abs_error_vs_fp32": _max_abs_error(
-                              _compare(spec, onnx_outputs, fp16_outputs)),
-                          "top1_agreement_photos": _compare(
-                              spec, onnx_outputs[:shown], fp16_outputs[:shown]).top1_agreement}
-    provenance.write_atomic(stage / GOLDEN_FILE, _golden_npz(names, photos, reference[:len(names)]))
-    manifest = {
-        "model": spec.name, "request": request, "weights": weights_source,
-        "opset": request["opset"], "ir_version": graph.ir_version,
-        "inputs": [graphs.io_record(v) for v in graph.graph.input],
-        "outputs": [graphs.io_record(v) for v in graph.graph.output],
-        "preprocessing": spec.preprocessing(),
-        "nodes": {"paddle2onnx": nodes_before, ONNX_FILE: len(graph.graph.node)},
-        "simplified": request["simplify"], "simplify_max_abs_error": simplify_error,
-        "check": check, "fp16": fp16_check,
-        "tools": provenance.tool_versions(), "seconds": step.seconds,
-    }
-    if not check["passed"]:
-        raise CheckFailed(f"{spec.name}: ONNX Runtime differs from Paddle by "
-                          f"{check['max_abs_error']:.3g} (allowed {check['tolerance']:.3g}); "
-                          "the export was not written")
-    manifest["files"] = {str(p.relative_to(stage)): {"bytes": p.stat().st_size,
-                                                     "sha256": provenance.sha256_file(p)}
-                         for p in sorted(stage.rglob("*")) if p.is_file()}
-    provenance.write_json(stage / MANIFEST_FILE, manifest)
-    return manifest
+    return _Converted(graph, nodes_before, reference, unsimplified, checked=True)
+
+
+def _convert_in_pieces(step: _Steps, spec: ModelSpec, request: dict[str, Any],
+                       source: _Source, feed: np.ndarray, stage: Path) -> _Converted:
+    """Past protobuf's 2 GB (exporter.large): the network cut into pieces, each converted and
+    simplified on its own; Paddle runs after, once the network's memory is freed."""
+    from exporter.large import convert_in_pieces
+
+    if source.layer is None:
+        raise UsageError(f"this Paddle model's weights pass protobuf's 2 GB limit, which "
+                         f"paddle2onnx cannot write; export {spec.name} from the zoo with "
+                         "--weights CKPT.pdparams instead (crossrt then converts it in pieces)")
+    with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset "
+              f"{request['opset']}), in pieces (past protobuf's 2 GB)"):
+        graph, nodes_before = convert_in_pieces(
+            source.layer, feed, input_name=spec.input_name, output_name=spec.output_name,
+            opset=request["opset"], folder=stage, data_file=f"{ONNX_FILE}.data",
+            convert=_paddle2onnx, simplify=graphs.simplify if request["simplify"] else None)
+    source.layer = None  # the 828M-parameter models need the memory for Paddle Inference
+    with step("reference", f"{spec.name}: computing Paddle reference outputs"):
+        reference = _paddle_reference(spec, source, feed)
+    return _Converted(graph, nodes_before, reference, None, checked=False)
+
+
+def _simplify_error(spec: ModelSpec, unsimplified: np.ndarray | None,
+                    simplified: np.ndarray) -> float | None:
+    """The simplified graph against the one onnxsim was given (None when onnxsim did not run
+    on the whole graph here); onnxsim changing the outputs fails the export."""
+    if unsimplified is None:
+        return None
+    comparison = _compare(spec, unsimplified, simplified, _tolerance(spec, unsimplified))
+    error = _max_abs_error(comparison)
+    if not comparison:
+        raise CheckFailed(f"onnxsim changed {spec.name}'s outputs by {error:.3g}; export again "
+                          "with --no-simplify")
+    return error
+
+
+def _fp16_graph(spec: ModelSpec, stage: Path, feed: np.ndarray, fp32_outputs: np.ndarray, *,
+                photos: int) -> dict[str, Any]:
+    """``model.fp16.onnx`` beside the FP32 graph, and how far its outputs move."""
+    graphs.convert_fp16(stage / ONNX_FILE, stage / FP16_FILE)
+    fp16_outputs = _ort_outputs(stage / FP16_FILE, spec, feed)
+    return {"kept_fp32_ops": list(graphs.FP16_FP32_OPS),
+            "max_abs_error_vs_fp32": _max_abs_error(_compare(spec, fp32_outputs, fp16_outputs)),
+            "top1_agreement_photos": _compare(spec, fp32_outputs[:photos],
+                                              fp16_outputs[:photos]).top1_agreement}
 
 
 def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
-                    program_files: tuple[Path, Path] | None, seed: int, say: Reporter,
-                    ) -> tuple[Path, Path, dict[str, Any], Any]:
+                    program_files: tuple[Path, Path] | None, seed: int) -> _Source:
     """The Paddle inference program to convert, written into ``folder``, and the dygraph
     layer it came from (None for an existing Paddle model)."""
     folder.mkdir()
@@ -332,19 +387,20 @@ def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
         _check_paddle_model(spec, *program_files)
         program, params = (Path(shutil.copy2(f, folder / f"inference{f.suffix}"))
                            for f in program_files)
-        return program, params, {"kind": "paddle-model", "path": str(program_files[0]),
-                                 "params_sha256": provenance.sha256_file(program_files[1])}, None
+        return _Source(program, params, {"kind": "paddle-model", "path": str(program_files[0]),
+                                         "params_sha256": provenance.sha256_file(program_files[1])},
+                       given=program_files)
     import paddle
 
     from exporter.weights import load_model
 
-    layer, source = load_model(spec, weights, seed=seed)
-    if source.get("kind") == "synthetic":
-        say(f"{spec.name}: using synthetic weights (seed {seed}); pass --weights for real ones")
+    layer, weights_record = load_model(spec, weights, seed=seed)
+    if weights_record.get("kind") == "synthetic":
+        log.info(f"{spec.name}: using synthetic weights (seed {seed}); pass --weights for real ones")
     spec_in = paddle.static.InputSpec([None, *spec.input_shape], "float32", name=spec.input_name)
     paddle.jit.save(layer, str(folder / PADDLE_PROGRAM_STEM), input_spec=[spec_in])
     program = find_paddle_program(folder)
-    return program, program.with_suffix(PADDLE_PARAMS_SUFFIX), source, layer
+    return _Source(program, program.with_suffix(PADDLE_PARAMS_SUFFIX), weights_record, layer)
 
 
 def _check_paddle_model(spec: ModelSpec, program: Path, params: Path) -> None:
@@ -379,21 +435,21 @@ def _check_paddle_model(spec: ModelSpec, program: Path, params: Path) -> None:
                          f"another network? pass {spec.name}'s own")
 
 
-def _paddle_reference(spec: ModelSpec, program: Path, feed: np.ndarray,
-                      given: tuple[Path, Path] | None) -> np.ndarray:
+def _paddle_reference(spec: ModelSpec, source: _Source, feed: np.ndarray) -> np.ndarray:
     """Paddle's outputs on ``feed``: the one boundary where a bad Paddle program is caught
-    (``given``: the user's files it was copied from, named in the message)."""
+    (a user's program is named in the message)."""
+    given = source.given
     try:
-        reference = paddle_inference_outputs(program, feed)
+        reference = paddle_inference_outputs(source.program, feed)
     except (DependencyError, MemoryError):
         raise
     except (Exception, SystemExit) as exc:  # paddle raises RuntimeError, ValueError, ...
         if given is None:  # the program paddle.jit.save just wrote: the disk failed it
             raise ExportError(f"Paddle cannot read back the program it saved for {spec.name} "
-                              f"({_first_line(exc)}); check the free space beside the export "
+                              f"({first_line(exc, named=True)}); check the free space beside the export "
                               "folder and export again") from exc
         raise UsageError(f"Paddle cannot run {given[0]} with {given[1].name} as {spec.name}: "
-                         f"{_first_line(exc)}; pass a complete Paddle inference "
+                         f"{first_line(exc, named=True)}; pass a complete Paddle inference "
                          f"model of {spec.name} (program and weights exported together)"
                          ) from exc
     expected = (len(feed), spec.num_classes)
@@ -402,26 +458,6 @@ def _paddle_reference(spec: ModelSpec, program: Path, feed: np.ndarray,
                          f"{spec.name}'s input, expected {list(expected)}; is it a program of "
                          "another model?")
     return reference
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception's first meaningful line (Paddle puts a blank line or a hint first)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:200] if lines else 'no message'}"
-
-
-def _convert_in_pieces(layer: Any, spec: ModelSpec, feed: np.ndarray, request: dict[str, Any],
-                       stage: Path) -> tuple[onnx.ModelProto, int]:
-    from exporter.large import convert_in_pieces
-
-    if layer is None:
-        raise UsageError(f"this Paddle model's weights pass protobuf's 2 GB limit, which "
-                         f"paddle2onnx cannot write; export {spec.name} from the zoo with "
-                         "--weights CKPT.pdparams instead (crossrt then converts it in pieces)")
-    return convert_in_pieces(layer, feed, input_name=spec.input_name,
-                             output_name=spec.output_name, opset=request["opset"], folder=stage,
-                             data_file=f"{ONNX_FILE}.data", convert=_paddle2onnx,
-                             simplify=graphs.simplify if request["simplify"] else None)
 
 
 @contextlib.contextmanager

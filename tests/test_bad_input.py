@@ -635,7 +635,7 @@ def test_a_program_paddle_cannot_read_back_is_named(monkeypatch, tmp_path, b0_ex
 
     def saved(folder, spec, *args):  # the zoo program, as jit.save would write it (quickly)
         shutil.copytree(b0_export.path / "paddle", folder)
-        return folder / "inference.json", folder / "inference.pdiparams", {}, None
+        return export_mod._Source(folder / "inference.json", folder / "inference.pdiparams", {})
 
     def unreadable(*args, **kwargs):
         raise RuntimeError("(Unavailable) Cannot read tensor desc size")

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ import numpy as np
 
 from core import provenance
 from core.errors import UsageError
+from core.log import log
 from core.preprocess import preprocess, read_image
 from core.spec import ModelSpec
 from exporter.specs import get_spec
@@ -44,7 +45,6 @@ TOP_K = 5
 FORMAT = "crossrt-accuracy-predictions/1"
 EXAMPLES = 5  # differing images kept per runtime for the report (all are in --predictions)
 
-Reporter = Callable[[str], None]
 
 
 @dataclass
@@ -120,20 +120,19 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
                       workers: int | None = None, predictions: str | Path | None = None,
                       resume: bool = False, max_top1_drop: float | None = None,
                       min_top1: float | None = None, progress: Progress | None = None,
-                      report: Reporter | None = None) -> AccuracyRun:
+) -> AccuracyRun:
     """Top-1/top-5 of the reference and every runtime on ``target`` over a labelled dataset.
 
     ``target`` is an export folder or a model name (exported first), as in validate;
     ``dataset`` a folder of class folders, or the root of the paths in the list ``labels``.
     Gates that fail are returned in ``failures``; bad input raises a UsageError.
     """
-    say = report or (lambda message: None)
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     workers = default_workers() if workers is None else workers
     _check_options(batch_size, workers, max_top1_drop, min_top1, predictions, resume)
     ref = _reference(reference)
     chosen = _participants(runtimes, ref, fp16)  # unknown names refused before any export
-    export_dir, manifest, warnings = _resolve_target(target, fp16, say)
+    export_dir, manifest, warnings = _resolve_target(target, fp16)
     spec = get_spec(manifest["model"])
     data = load_dataset(dataset, labels, num_classes=spec.num_classes, limit=limit)
     allowed = int(MAX_EXCLUDED * len(data.samples))
@@ -146,18 +145,18 @@ def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
     header = {"format": FORMAT, "model": spec.name, "target": str(export_dir.resolve()),
               "reference": ref.label, "runtimes": [p.label for p in chosen],
               "dataset": data.fingerprint(), "images": len(data.samples)}
-    writer = PredictionsWriter(predictions, header, resume, say)
+    writer = PredictionsWriter(predictions, header, resume)
     done = writer.open(tally)
     todo = [s for s in data.samples if s.index not in done]
-    say(f"{spec.name}: {len(data.samples)} images ({data.layout} layout), reference {ref.label}, "
+    log.info(f"{spec.name}: {len(data.samples)} images ({data.layout} layout), reference {ref.label}, "
         f"runtimes {', '.join(p.label for p in chosen[1:]) or 'none besides it'}"
         + (f"; {len(done)} already done" if done else ""))
     if (note := synthetic_note(manifest.get("weights", {}))) is not None:
-        say(note)
+        log.info(note)
     seconds = 0.0
     try:
         with ExitStack() as stack:
-            runners = {p.label: stack.enter_context(_runner(p, export_dir, workers > 0, say))
+            runners = {p.label: stack.enter_context(_runner(p, export_dir, workers > 0))
                        for p in chosen}
             started = time.perf_counter()  # images/s of the images, not of loading runtimes
             if progress is not None:
@@ -222,7 +221,7 @@ def _participants(requested: Sequence[str] | None, ref: Participant,
 
 
 def _runner(participant: Participant, export_dir: Path, decoding_beside: bool,
-            say: Reporter) -> Any:
+) -> Any:
     """The participant's runner. ONNX Runtime CPU's idle threads spin by default, taking
     the cores from the decoding threads beside it: with workers they wait instead."""
     import runtimes
@@ -230,7 +229,7 @@ def _runner(participant: Participant, export_dir: Path, decoding_beside: bool,
     options: dict[str, Any] = {"fp16": True} if participant.precision == "fp16" else {}
     if participant.kind == "onnxruntime" and decoding_beside:
         options["spinning"] = False
-    say(f"loading {participant.label}")
+    log.info(f"loading {participant.label}")
     return runtimes.create_runner(participant.kind, export_dir, **options)
 
 
@@ -370,10 +369,10 @@ class PredictionsWriter:
     """
 
     def __init__(self, path: str | Path | None, header: dict[str, Any], resume: bool,
-                 say: Reporter):
+):
         self.path = Path(path) if path is not None else None
         self.partial = self.path.with_name(self.path.name + ".partial") if self.path else None
-        self.header, self.resume, self.say = header, resume, say
+        self.header, self.resume = header, resume
         self.handle: IO[str] | None = None
 
     def open(self, tally: Tally) -> set[int]:
@@ -392,9 +391,9 @@ class PredictionsWriter:
                 handle.seek(keep)
             else:
                 if self.resume:
-                    self.say(f"nothing to resume at {self.partial}; starting from the first image")
+                    log.info(f"nothing to resume at {self.partial}; starting from the first image")
                 elif self.partial.is_file():
-                    self.say(f"replacing {self.partial} left by an interrupted run "
+                    log.info(f"replacing {self.partial} left by an interrupted run "
                              "(--resume continues it instead)")
                 handle = open(self.partial, "w", encoding="utf-8")
                 handle.write(json.dumps(self.header) + "\n")

@@ -7,16 +7,15 @@ gathers one summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.log import log
 from exporter.export import ExportResult, export_onnx
 from validation.bench import BenchConfig, BenchResult, run_bench
 from validation.validate import ValidationRun, validate
 
-Reporter = Callable[[str], None]
 PIPELINE_BATCH_SIZES = (1, 4)
 DEFAULT_MODEL = "EfficientNetB0"  # the embedded default: synthetic weights, nothing downloaded
 DEFAULT_DURATION_S = 1.0  # a short bench: the main job is a demonstration, not the table
@@ -46,11 +45,11 @@ class PipelineResult:
 
 def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path | None = None,
                  bench_dir: str | Path | None = None, duration_s: float = DEFAULT_DURATION_S,
-                 progress: Any = None, report: Reporter | None = None) -> PipelineResult:
+                 progress: Any = None) -> PipelineResult:
     """Export ``model``, validate every available runtime against Paddle, then a short bench."""
-    exported = export_onnx(model, out_dir=out_dir, fp16=True, report=report)
-    checked = validate(exported.path, batch_sizes=PIPELINE_BATCH_SIZES, report=report)
-    engine = build_fp16_engine(exported, report)
+    exported = export_onnx(model, out_dir=out_dir, fp16=True)
+    checked = validate(exported.path, batch_sizes=PIPELINE_BATCH_SIZES)
+    engine = build_fp16_engine(exported)
     config = BenchConfig.resolve([exported.manifest["model"]], runtime=runtime,
                                  precisions=["fp32"], batch_sizes=PIPELINE_BATCH_SIZES,
                                  duration_s=duration_s)
@@ -61,7 +60,7 @@ def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path 
     return PipelineResult(exported, checked, timed, engine)
 
 
-def build_fp16_engine(exported: ExportResult, report: Reporter | None = None) -> EngineStage:
+def build_fp16_engine(exported: ExportResult) -> EngineStage:
     """The FP16 engine beside the export (reused while its graph's hash is unchanged), with
     whichever TensorRT backend builds here; without one, the line that says how to get one."""
     from core.errors import DependencyError
@@ -72,8 +71,7 @@ def build_fp16_engine(exported: ExportResult, report: Reporter | None = None) ->
         select_backend()
     except DependencyError:
         return EngineStage(skipped=f"no TensorRT backend is installed: {TENSORRT_RTX.install}")
-    if report:
-        report("building the FP16 TensorRT engine")
+    log.info("building the FP16 TensorRT engine")
     path, sidecar, reused = ensure_engine(exported.onnx_path, fp16=True)
     return EngineStage(path, sidecar, reused)
 

@@ -10,7 +10,7 @@ that part from their reference. Nothing here prints: the CLI renders the returne
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from core import provenance
 from core.errors import UsageError
 from core.graphs import read_onnx
 from core.layout import ExportDir
+from core.log import log
 from core.preprocess import (batches, check_batch_fits, load_images, preprocess,
                                  random_inputs)
 from core.spec import ModelSpec
@@ -30,7 +31,6 @@ from validation.report import ComparisonRecord, ReportContext
 
 DEFAULT_BATCH_SIZES = (1, 4)
 
-Reporter = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,11 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
              batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, images: str | Path | None = None,
              random: int = 0, seed: int = 0, save_outputs: str | Path | None = None,
              load_outputs: Sequence[str | Path] = (), fp16: bool = False,
-             localize: bool | None = None, report: Reporter | None = None) -> ValidationRun:
+             localize: bool | None = None) -> ValidationRun:
     """Compare runtimes on ``target`` (an export folder or a model name) against a reference.
 
     ``localize`` None localises failures, True also forces it on passing runs, False never.
     """
-    say = report or (lambda message: None)
     # every argument is checked before any work (an export, a runtime) starts
     overrides = {"atol": atol, "rtol": rtol, "check_error_stat": check_error_stat,
                  "min_top1_agreement": min_top1_agreement}
@@ -84,7 +83,7 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
     _check_arguments(batch_sizes, random, seed, images, load_outputs)
     ref = _reference(reference)
     chosen = _participants(runtimes, ref, fp16, bool(load_outputs))
-    export_dir, manifest, warnings = _resolve_target(target, fp16, say)
+    export_dir, manifest, warnings = _resolve_target(target, fp16)
     spec = get_spec(manifest["model"])
     for batch_size in batch_sizes:
         check_batch_fits(spec, batch_size)
@@ -93,7 +92,7 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
     feeds = {bs: [(chunk_names, {spec.input_name: chunk}) for chunk_names, chunk in
                   zip(batches(np.array(names), bs), batches(samples, bs))]
              for bs in sorted(set(batch_sizes))}
-    outputs = {p: _run(p, export_dir, feeds, say) for p in [ref, *chosen]}
+    outputs = {p: _run(p, export_dir, feeds) for p in [ref, *chosen]}
     reference_out = {bs: _concat(runs) for bs, runs in outputs[ref].items()}
     if (warning := degenerate_reference(reference_out[min(feeds)])) is not None:
         warnings.append(warning)
@@ -106,7 +105,7 @@ def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
             localization = None
             wanted = localize or (localize is None and not result)
             if participant.localizable and wanted and not localized:
-                say(f"localising {participant.label} at batch {bs}")
+                log.info(f"localising {participant.label} at batch {bs}")
                 localization = _localize(participant, export_dir, feeds[bs][0][1], tolerance)
                 localized = True
             records.append(ComparisonRecord(participant.label, bs, result, "live", localization))
@@ -157,8 +156,7 @@ def _tolerance(precision: str, overrides: dict[str, Any]) -> Tolerance:
     return tolerance_for(precision, **overrides)
 
 
-def _resolve_target(target: str | Path, fp16: bool, say: Reporter,
-                    ) -> tuple[Path, dict[str, Any], list[str]]:
+def _resolve_target(target: str | Path, fp16: bool) -> tuple[Path, dict[str, Any], list[str]]:
     """The export folder, its manifest, and a warning per graph edited since export.
 
     A model name means its default export folder: validated as it is when it exists (whatever
@@ -174,7 +172,7 @@ def _resolve_target(target: str | Path, fp16: bool, say: Reporter,
         raise UsageError(f"{folder.path} is not a crossrt export (no {MANIFEST_FILE}); run "
                          "crossrt export-onnx first or pass a model name")
     if not folder.path.exists():
-        folder = ExportDir(default_export(str(target), fp16=fp16, report=say))
+        folder = ExportDir(default_export(str(target), fp16=fp16))
     manifest = folder.manifest()
     if fp16 and not folder.onnx_path(fp16=True).is_file():
         raise UsageError(f"{folder.path} has no {folder.onnx_path(fp16=True).name}; export it "
@@ -248,13 +246,13 @@ def _participants(requested: Sequence[str] | None, ref: Participant, fp16: bool,
 
 def _run(participant: Participant, export_dir: Path,
          feeds: dict[int, list[tuple[Any, dict[str, np.ndarray]]]],
-         say: Reporter) -> dict[int, list[dict[str, np.ndarray]]]:
+) -> dict[int, list[dict[str, np.ndarray]]]:
     import runtimes
 
     options = {"fp16": True} if participant.precision == "fp16" else {}
-    say(f"loading {participant.label}")
+    log.info(f"loading {participant.label}")
     with runtimes.create_runner(participant.kind, export_dir, **options) as runner:
-        say(f"running {participant.label}")
+        log.info(f"running {participant.label}")
         return {bs: [runner.infer(feed) for _, feed in chunks] for bs, chunks in feeds.items()}
 
 
