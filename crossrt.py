@@ -216,19 +216,52 @@ def _build_engine(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- validate --------------------------------------------------------------------------
+# --- validate and accuracy -------------------------------------------------------------
+
+def _runtime_args(parser: argparse.ArgumentParser) -> None:
+    """What validate and accuracy share: the target, the runtimes beside the reference, FP16."""
+    parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
+    parser.add_argument("--runtimes", type=_csv(str, allow_empty=True),
+                        help="runtimes beside the reference (default: every one available "
+                        "here), e.g. onnxruntime,onnxruntime-cuda")
+    parser.add_argument("--reference", help="reference runtime (default paddle, else "
+                        "onnxruntime)")
+    parser.add_argument("--fp16", action="store_true", help="also run the FP16 graph (and the "
+                        "FP16 engine), at FP16 tolerances")
+
+
+def _report_args(parser: argparse.ArgumentParser) -> None:
+    _json_arg(parser, "the full report as JSON, to PATH (default: stdout, after the table)")
+    parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
+
+
+def _request(kind: type, args: argparse.Namespace) -> Any:
+    """A typed request from the flags named after its fields (--batch-sizes: batch_sizes)."""
+    import dataclasses
+
+    return kind(**{field.name: getattr(args, field.name) for field in dataclasses.fields(kind)
+                   if hasattr(args, field.name)})
+
+
+def _report(args: argparse.Namespace, table: str, document: Any, markdown: Callable[[], str],
+            ) -> None:
+    """The table on stdout, then the JSON report (--json) and the markdown (--markdown)."""
+    from core.provenance import write_atomic
+
+    print(table)
+    if args.json:
+        _print_json(args.json, document)
+    if args.markdown:
+        write_atomic(args.markdown, markdown())
+
 
 def _validate_args(parser: argparse.ArgumentParser) -> None:
     from core.compare import ERROR_STATS, tolerance_for
+    from core.spec import FP16, FP32
     from validation.validate import DEFAULT_BATCH_SIZES
 
-    fp32, fp16 = tolerance_for("fp32"), tolerance_for("fp16")
-    parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
-    parser.add_argument("--runtimes", type=_csv(str, allow_empty=True),
-                        help="runtimes to compare (default: "
-                        "every one available here), e.g. onnxruntime,onnxruntime-cuda")
-    parser.add_argument("--reference", help="reference runtime (default paddle, else "
-                        "onnxruntime)")
+    fp32, fp16 = tolerance_for(FP32), tolerance_for(FP16)
+    _runtime_args(parser)
     parser.add_argument("--atol", type=float, help="absolute tolerance of FP32 runtimes "
                         f"(default {fp32.atol:g}; FP16 graphs: {fp16.atol:g} plus a top-1 gate)")
     parser.add_argument("--rtol", type=float, help="relative tolerance of FP32 runtimes "
@@ -244,14 +277,11 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="also N seeded random inputs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    _json_arg(parser, "the full report as JSON, to PATH (default: stdout, after the table)")
-    parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
+    _report_args(parser)
     parser.add_argument("--save-outputs", metavar="PATH", help="save every runtime's inputs "
                         "and outputs (Polygraphy RunResults JSON)")
     parser.add_argument("--load-outputs", metavar="PATH", nargs="+", default=[],
                         help="saved outputs (or an export's reference.npz) to compare too")
-    parser.add_argument("--fp16", action="store_true",
-                        help="also compare the FP16 graph (FP16 tolerances)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--localize", dest="localize", action="store_true", default=None,
                        help="localise even when everything passes")
@@ -260,50 +290,33 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from core.provenance import output_path, write_atomic
+    from core.provenance import output_path
     from validation.report import render_markdown, render_table, report_dict
-    from validation.validate import validate
+    from validation.validate import ValidationRequest, validate
 
     for flag in ("json", "markdown", "save_outputs"):
         output_path(_file_arg(getattr(args, flag)), f"--{flag.replace('_', '-')}")
-    run = validate(args.target, runtimes=args.runtimes, reference=args.reference,
-                   atol=args.atol, rtol=args.rtol, check_error_stat=args.check_error_stat,
-                   min_top1_agreement=args.min_top1_agreement, batch_sizes=args.batch_sizes,
-                   images=args.images, random=args.random, seed=args.seed,
-                   save_outputs=args.save_outputs, load_outputs=args.load_outputs,
-                   fp16=args.fp16, localize=args.localize)
-    print(render_table(run.records, run.context))
-    if args.json:
-        _print_json(args.json, report_dict(run.records, run.context))
-    if args.markdown:
-        write_atomic(args.markdown, render_markdown(run.records, run.context))
+    run = validate(_request(ValidationRequest, args))
+    _report(args, render_table(run.records, run.context), report_dict(run.records, run.context),
+            lambda: render_markdown(run.records, run.context))
     return 0 if run.passed else 1
 
-
-# --- accuracy --------------------------------------------------------------------------
 
 def _accuracy_args(parser: argparse.ArgumentParser) -> None:
     from validation.accuracy import DEFAULT_BATCH_SIZE
 
-    parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
+    _runtime_args(parser)
     parser.add_argument("--dataset", required=True, metavar="DIR", help="one folder per class "
                         "(class index = sorted folder order), or the root of --labels' paths")
     parser.add_argument("--labels", metavar="FILE", help="PaddleClas list file: one "
                         "'relative/path label' per line (e.g. val_list.txt)")
-    parser.add_argument("--runtimes", type=_csv(str), help="runtimes besides the reference "
-                        "(default: every one available here)")
-    parser.add_argument("--reference", help="reference runtime (default paddle, else "
-                        "onnxruntime)")
-    parser.add_argument("--fp16", action="store_true",
-                        help="also run the FP16 graph (and FP16 engine)")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help=f"default {DEFAULT_BATCH_SIZE}")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="N images spread evenly over the dataset (the same N every run)")
     parser.add_argument("--workers", type=int, metavar="N", help="threads decoding and "
                         "preprocessing ahead of inference (default: half the CPUs; 0: none)")
-    _json_arg(parser, "the full report as JSON, to PATH (default: stdout, after the table)")
-    parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
+    _report_args(parser)
     parser.add_argument("--predictions", metavar="PATH", help="write every image's top-5 per "
                         "runtime as JSON lines, as they come (needed by --resume)")
     parser.add_argument("--resume", action="store_true",
@@ -316,23 +329,15 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _accuracy(args: argparse.Namespace) -> int:
-    from core.errors import CheckFailed
-    from core.provenance import output_path, write_atomic
-    from validation import accuracy
+    from core.provenance import output_path
+    from validation import accuracy_report
+    from validation.accuracy import AccuracyRequest, evaluate_accuracy, progress_reporter
 
     for flag in ("json", "markdown", "predictions"):
         output_path(_file_arg(getattr(args, flag)), f"--{flag}")
-    run = accuracy.evaluate_accuracy(
-        args.target, args.dataset, labels=args.labels, runtimes=args.runtimes,
-        reference=args.reference, fp16=args.fp16, batch_size=args.batch_size,
-        limit=args.limit, workers=args.workers, predictions=args.predictions,
-        resume=args.resume, max_top1_drop=args.max_top1_drop, min_top1=args.min_top1,
-        progress=accuracy.progress_reporter())
-    print(accuracy.render_table(run))
-    if args.json:
-        _print_json(args.json, accuracy.report_dict(run))
-    if args.markdown:
-        write_atomic(args.markdown, accuracy.render_markdown(run))
+    run = evaluate_accuracy(_request(AccuracyRequest, args), progress=progress_reporter())
+    _report(args, accuracy_report.render_table(run), accuracy_report.report_dict(run),
+            lambda: accuracy_report.render_markdown(run))
     if run.failures:
         raise CheckFailed("; ".join(run.failures))
     return 0
@@ -341,10 +346,9 @@ def _accuracy(args: argparse.Namespace) -> int:
 # --- bench -----------------------------------------------------------------------------
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
-    from core.spec import BATCH_SIZES
+    from core.spec import BATCH_SIZES, DEFAULT_TABLE, LATENCY_TABLES, Precision
     from runtimes import RUNNER_KINDS
     from validation.bench import DEFAULT_RESULTS
-    from validation.tables import TABLE_PRECISIONS
     from validation.timing import Method
 
     method = Method()
@@ -352,7 +356,8 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="every model of the zoo")
     parser.add_argument("--runtime", help=f"one of {', '.join(RUNNER_KINDS)} (default: the best "
                         "available)")
-    parser.add_argument("--precision", type=_csv(str), help="fp16,fp32 (default: the table's)")
+    parser.add_argument("--precision", type=_csv(str), help=f"{','.join(Precision)} (default: "
+                        "the table's)")
     parser.add_argument("--batch-sizes", type=_csv(int),
                         help=f"default {','.join(map(str, BATCH_SIZES))}")
     parser.add_argument("--warmup-ms", type=float,
@@ -366,9 +371,9 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
                         help="capture a CUDA graph (GPU runtimes)")
     parser.add_argument("--include-transfers", action="store_true",
                         help="time host-to-device copies too (default: inputs stay on device)")
-    parser.add_argument("--table", choices=tuple(TABLE_PRECISIONS),
-                        help="which of PaddleClas's latency tables to reproduce (default "
-                        f"{next(iter(TABLE_PRECISIONS))})")
+    parser.add_argument("--table", choices=sorted(LATENCY_TABLES),
+                        help=f"which of PaddleClas's latency tables to reproduce (default "
+                        f"{DEFAULT_TABLE})")
     parser.add_argument("--results", default=str(DEFAULT_RESULTS), metavar="DIR",
                         help=f"folder for bench.{{md,json,csv,png}} (default {DEFAULT_RESULTS})")
     _json_arg(parser, "the results as JSON, to PATH too (default: stdout, after the table)")
@@ -403,8 +408,9 @@ def _bench(args: argparse.Namespace) -> int:
 # --- pipeline --------------------------------------------------------------------------
 
 def _pipeline_args(parser: argparse.ArgumentParser) -> None:
+    from exporter.specs import DEFAULT_MODEL
     from runtimes import RUNNER_KINDS
-    from validation.pipeline import DEFAULT_DURATION_S, DEFAULT_MODEL
+    from validation.pipeline import DEFAULT_DURATION_S
 
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                         help=f"a model name (default {DEFAULT_MODEL})")
@@ -416,15 +422,9 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from core.layout import ExportDir
-    from validation.bench import BenchConfig, progress_reporter
+    from validation.bench import progress_reporter
     from validation.pipeline import run_pipeline, summary
 
-    # every argument checked before the export starts (run_pipeline resolves these later)
-    BenchConfig.resolve([args.model], runtime=args.runtime, precisions=["fp32"],
-                        duration_s=args.duration_s)
-    if args.out is not None:
-        ExportDir(args.out).check_replaceable()
     result = run_pipeline(args.model, runtime=args.runtime, out_dir=args.out,
                           duration_s=args.duration_s, progress=progress_reporter())
     print(summary(result))

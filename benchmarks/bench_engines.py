@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.spec import FP16, FP32  # noqa: E402
+
 
 def _run(cmd: list[str]) -> tuple[int, float, float, str]:
     """Exit code, wall seconds, peak RSS (MiB) of that one process, last line of its stderr."""
@@ -65,13 +67,13 @@ def zoo(models: list[str], exports: Path, out: Path) -> None:
             if code:
                 results.append({"model": model, "precision": "export", "error": err})
                 continue
-        for precision in ("fp32", "fp16"):
+        for precision in (FP32, FP16):
             if (model, precision) in done:
                 continue
             engine = Path(tempfile.mkdtemp(prefix="crossrt-bench-")) / f"{precision}.engine"
             cmd = [sys.executable, "-m", "crossrt", "build-engine", "--onnx",
                    str(export.onnx_path()), "--saveEngine", str(engine)]
-            code, seconds, peak, err = _run(cmd + ["--fp16"] * (precision == "fp16"))
+            code, seconds, peak, err = _run(cmd + ["--fp16"] * (precision == FP16))
             record: dict = {"model": model, "precision": precision, "exit": code,
                             "process_s": round(seconds, 2), "peak_rss_mb": round(peak)}
             if code == 0:
@@ -79,7 +81,7 @@ def zoo(models: list[str], exports: Path, out: Path) -> None:
                 layers = sidecar["precision"]["layers"]
                 record.update(build_s=sidecar["build"]["seconds"],
                               plan_mb=round(sidecar["build"]["plan_bytes"] / 1e6, 1),
-                              fp16_layers=layers.get("fp16", 0), fp32_layers=layers.get("fp32", 0),
+                              fp16_layers=layers.get(FP16, 0), fp32_layers=layers.get(FP32, 0),
                               backend=f"{sidecar['backend']} {sidecar['tensorrt_version']}")
                 engine.unlink()
                 sidecar_path(engine).unlink()

@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from core.spec import FP32  # noqa: E402
+
 MODEL = "EfficientNetB0"
 
 
@@ -28,7 +30,7 @@ def crossrt_median(export_dir: Path, threads: int, duration_s: float) -> float:
     """One `crossrt bench` cell (the sweep the CLI runs), its median latency in ms."""
     from validation.bench import BenchConfig, run_sweep
 
-    config = BenchConfig.resolve([MODEL], runtime="onnxruntime", precisions=["fp32"],
+    config = BenchConfig.resolve([MODEL], runtime="onnxruntime", precisions=[FP32],
                                  batch_sizes=[1], threads=threads, duration_s=duration_s)
     with tempfile.TemporaryDirectory() as scratch:
         result = run_sweep(config, Path(scratch) / "bench.json",

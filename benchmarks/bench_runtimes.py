@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from core.spec import FP32  # noqa: E402
+
 MODELS = ("EfficientNetB0", "ResNeXt101_32x8d_wsl")
 BATCH_SIZES = (1, 4)
 
@@ -31,7 +33,7 @@ def medians(runtime: str, exports: dict[str, Path], threads: int, duration_s: fl
     """One `crossrt bench` sweep of ``exports`` (model -> export dir): (model, batch) -> ms."""
     from validation.bench import BenchConfig, run_sweep
 
-    config = BenchConfig.resolve(list(exports), runtime=runtime, precisions=["fp32"],
+    config = BenchConfig.resolve(list(exports), runtime=runtime, precisions=[FP32],
                                  batch_sizes=BATCH_SIZES, threads=threads, duration_s=duration_s)
     with tempfile.TemporaryDirectory() as scratch:
         result = run_sweep(config, Path(scratch) / "bench.json",

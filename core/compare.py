@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import UsageError
+from core.spec import FP16, FP32, Precision
 
 ERROR_STATS = ("elemwise", "max", "mean", "median", "quantile")
 _REL_EPSILON = 2.220446049250313e-16  # Polygraphy's stand-in for |ref| == 0
@@ -70,26 +71,26 @@ class Tolerance:
 
 
 # Defaults per precision of the runtime under test, always against an FP32 reference.
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+DEFAULT_TOLERANCES: dict[Precision, Tolerance] = {
     # FP32 runtimes differ from Paddle only by float32 reassociation: measured on logits of
     # O(1) (facts file): EfficientNetB0 6e-6, B7 4e-5, ResNeXt101_32x8d 5e-4. atol 1e-3 keeps
     # a 2x margin over the worst of these while faults move logits by 1e-2 (1% weight error)
     # to 20 (BGR input). rtol stays small so that large logits do not open the gate.
-    "fp32": Tolerance(atol=1e-3, rtol=1e-4,
-                      why="float32 rounding: measured 6e-6 (B0) to 5e-4 (ResNeXt101_32x8d)"),
+    FP32: Tolerance(atol=1e-3, rtol=1e-4,
+                    why="float32 rounding: measured 6e-6 (B0) to 5e-4 (ResNeXt101_32x8d)"),
     # FP16 keeps 11 significant bits (unit roundoff 4.9e-4); through 80+ layers logits of
     # O(1..10) move by 1e-3..1e-1: measured FP16 vs FP32 graph on ONNX Runtime CPU, synthetic
     # EfficientNetB0, max abs 2.7e-3 on photographs and up to 8.8e-2 on random inputs. The
     # numbers get a loose gate (still catches an overflowing layer: Inf/NaN, or errors of
     # O(1..100)), and the predictions must not change. ONNX Runtime's CPU FP16 kernels are
     # coarser than GPU ones: ResNeXt101_32x8d's FP16 graph on CPU misses this gate (max abs 0.48).
-    "fp16": Tolerance(atol=1e-1, rtol=2e-2, min_top1_agreement=1.0,
-                      why="float16 has 11 significant bits: logits move by up to ~1e-1, "
-                          "so predictions are gated instead"),
+    FP16: Tolerance(atol=1e-1, rtol=2e-2, min_top1_agreement=1.0,
+                    why="float16 has 11 significant bits: logits move by up to ~1e-1, "
+                        "so predictions are gated instead"),
 }
 
 
-def tolerance_for(precision: str = "fp32", *, atol: float | None = None,
+def tolerance_for(precision: str = FP32, *, atol: float | None = None,
                   rtol: float | None = None, check_error_stat: str | None = None,
                   min_top1_agreement: float | None = None,
                   error_quantile: float | None = None) -> Tolerance:
@@ -180,7 +181,7 @@ def compare_outputs(reference: Mapping[str, np.ndarray], test: Mapping[str, np.n
     neither side is wider, and leaves the other figures None: for callers that compare
     hundreds of tensors (localisation).
     """
-    tolerance = tolerance or DEFAULT_TOLERANCES["fp32"]
+    tolerance = tolerance or DEFAULT_TOLERANCES[FP32]
     missing = tuple(name for name in reference if name not in test)
     extra = tuple(name for name in test if name not in reference)
     outputs = tuple(_compare_one(name, np.asarray(reference[name]), np.asarray(test[name]),
@@ -217,7 +218,7 @@ def scaled_to(tolerance: Tolerance, reference: np.ndarray) -> Tolerance:
 
 
 def degenerate_reference(outputs: Mapping[str, np.ndarray], *,
-                         atol: float = DEFAULT_TOLERANCES["fp32"].atol) -> str | None:
+                         atol: float = DEFAULT_TOLERANCES[FP32].atol) -> str | None:
     """A warning when the reference cannot tell runtimes apart, else None.
 
     Logits that barely vary (over classes, or over inputs) make any two runtimes agree: the

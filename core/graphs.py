@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ExportError, UsageError
+from core.errors import ExportError, UsageError, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -41,9 +41,8 @@ def read_onnx(path: str | Path) -> Any:
     try:
         return onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        detail = str(exc).splitlines()[0][:120] if str(exc) else "corrupt"
         raise UsageError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
-                         f"{detail}); export it again or restore the file") from None
+                         f"{first_line(exc, limit=120)}); export it again or restore the file") from None
 
 
 def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
@@ -67,7 +66,7 @@ def check_graph(graph: onnx.ModelProto | Path) -> None:
         onnx.checker.check_model(graph if not isinstance(graph, Path) else str(graph),
                                  full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"the converted ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
+        raise ExportError(f"the converted ONNX model is invalid: {first_line(exc)}") from exc
 
 
 def simplify(graph: onnx.ModelProto) -> onnx.ModelProto:

@@ -30,11 +30,19 @@ from core.errors import UsageError
 from core.log import log
 
 ONNX_FILE = "model.onnx"
-FP16_FILE = "model.fp16.onnx"
 MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "reference.npz"
 PADDLE2ONNX_LOG = "paddle2onnx.log"  # what paddle2onnx printed, kept for a failed conversion
 PADDLE_DIR = "paddle"
+
+def fp16_graph_name(onnx_name: str) -> str:
+    """``model.onnx`` -> ``model.fp16.onnx``: the FP16 graph beside an FP32 one (an FP16 graph's
+    name maps to itself)."""
+    return f"{onnx_name.removesuffix('.onnx').removesuffix('.fp16')}.fp16.onnx"
+
+
+FP16_FILE = fp16_graph_name(ONNX_FILE)
+
 
 def engine_name(onnx_name: str, fp16: bool = False) -> str:
     """``model.onnx`` -> ``model.engine`` or ``model.fp16.engine``: what build-engine writes

@@ -13,11 +13,13 @@ from typing import Any
 
 from core.errors import UsageError
 
-TOOLS = ("crossrt", "paddlepaddle", "paddle2onnx", "onnx", "onnxsim", "onnxruntime",
-         "onnxruntime-gpu", "polygraphy", "tensorrt", "numpy", "opencv-python-headless")
+# crossrt and the conversion toolchain; each runtime and TensorRT backend declares its own pip
+# names (runtimes.tool_versions gathers them all).
+TOOLCHAIN = ("crossrt", "paddle2onnx", "onnx", "onnxsim", "polygraphy", "numpy",
+             "opencv-python-headless")
 
 
-def tool_versions(names: tuple[str, ...] = TOOLS) -> dict[str, str]:
+def installed_versions(names: tuple[str, ...]) -> dict[str, str]:
     """Installed versions of the given distributions (absent ones are left out), no imports."""
     versions = {}
     for name in names:

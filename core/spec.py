@@ -17,8 +17,8 @@ from enum import Enum
 class Precision(str, Enum):
     """A precision crossrt exports, builds and times; compares and serialises as its value."""
 
-    FP32 = "fp32"
     FP16 = "fp16"
+    FP32 = "fp32"
 
     __str__ = str.__str__  # "fp16" in f-strings on every Python (3.12 changed Enum.__format__)
 

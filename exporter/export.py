@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import runtimes
 from core import graphs, provenance
 from core.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
 from core.errors import (CheckFailed, DependencyError, ExportError, Terminated, UsageError,
@@ -107,7 +108,7 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
     folder.check_replaceable()
     request = {
         "model": spec.name, "opset": opset, "fp16": fp16, "simplify": simplify,
-        "crossrt": provenance.tool_versions(("crossrt",)).get("crossrt", "dev"),
+        "crossrt": provenance.installed_versions(("crossrt",)).get("crossrt", "dev"),
         "weights": ({"kind": "checkpoint", "sha256": provenance.sha256_file(weights)}
                     if weights is not None else
                     {"kind": "paddle-model",
@@ -300,7 +301,7 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
         "nodes": {"paddle2onnx": converted.nodes_before, ONNX_FILE: len(converted.graph.graph.node)},
         "simplified": request["simplify"], "simplify_max_abs_error": simplify_error,
         "check": check, "fp16": fp16_check,
-        "tools": provenance.tool_versions(), "seconds": step.seconds,
+        "tools": runtimes.tool_versions(), "seconds": step.seconds,
         "files": {str(p.relative_to(stage)): {"bytes": p.stat().st_size,
                                               "sha256": provenance.sha256_file(p)}
                   for p in sorted(stage.rglob("*")) if p.is_file()},
@@ -527,8 +528,6 @@ def _name_io(graph: onnx.ModelProto, spec: ModelSpec) -> None:
 def paddle_inference_outputs(program: Path, feed: np.ndarray) -> np.ndarray:
     """The first output of the saved program (its ``.pdiparams`` beside it) under Paddle
     Inference on the CPU, one thread per available core."""
-    import runtimes
-
     with runtimes.create_runner("paddle", program,
                                 threads=len(os.sched_getaffinity(0))) as runner:
         outputs = runner.infer({next(iter(runner.input_specs)): np.ascontiguousarray(feed)})
@@ -537,8 +536,6 @@ def paddle_inference_outputs(program: Path, feed: np.ndarray) -> np.ndarray:
 
 def _ort_outputs(model: Path, spec: ModelSpec, feed: np.ndarray) -> np.ndarray:
     """The first output of a saved ONNX graph under ONNX Runtime CPU."""
-    import runtimes
-
     with runtimes.create_runner("onnxruntime", model) as runner:
         return next(iter(runner.infer({spec.input_name: feed}).values()))
 

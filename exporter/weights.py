@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import WeightsError
+from core.errors import WeightsError, first_line
 from core.provenance import sha256_file
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ def load_checkpoint(model: nn.Layer, path: str | Path, model_name: str = "this m
         state = paddle.load(str(path))
     except Exception as error:  # garbage makes paddle.load raise many types; all mean this
         raise WeightsError(f"{path} is not a readable Paddle checkpoint ({type(error).__name__}: "
-                           f"{_first_line(error)}); pass a PaddleClas *_pretrained.pdparams file"
+                           f"{first_line(error, limit=120)}); pass a PaddleClas *_pretrained.pdparams file"
                            ) from error
     if not isinstance(state, dict) or not state:
         raise WeightsError(f"{path} holds {type(state).__name__!r}, not a state_dict; pass a "
@@ -268,6 +268,3 @@ def _few(keys: list[str], count: int = 3) -> str:
     return shown + ", ..." if len(keys) > count else shown or "none"
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:120] if lines else "no message"

@@ -60,6 +60,25 @@ def is_available(kind: str) -> tuple[bool, str]:
     return True, f"{kind} {found or '(version unknown)'}" + runner.device_note()
 
 
+def preferred(rank: str) -> list[str]:
+    """The kinds that declare ``rank`` (``reference_rank``, ``timing_rank``), preferred first."""
+    ranked = [(getattr(runner, rank), kind) for kind, runner in runner_classes().items()
+              if getattr(runner, rank) is not None]
+    return [kind for _, kind in sorted(ranked)]
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of crossrt's toolchain, of every runtime and of every TensorRT
+    backend, as each declares its pip names (absent ones are left out)."""
+    from core.provenance import TOOLCHAIN, installed_versions
+    from runtimes.trt_backends import BACKENDS
+
+    names = [*TOOLCHAIN, *(name for runner in runner_classes().values()
+                           for name in runner.distributions),
+             *(name for backend in BACKENDS.values() for name in backend.distributions)]
+    return installed_versions(tuple(dict.fromkeys(names)))
+
+
 def availability() -> list[dict[str, Any]]:
     """Every runner with available/unavailable and why, in RUNNERS order (JSON-able)."""
     rows = []

@@ -89,10 +89,19 @@ class Runner(BaseRunner):
     defaults: ClassVar[dict[str, Any]] = {}
     # What a runtime declares about itself (read by ``runtimes.availability`` and ``factory``)
     description: ClassVar[str] = ""
+    title: ClassVar[str] = ""  # how a report names it: "ONNX Runtime CPU"
     distributions: ClassVar[tuple[str, ...]] = ()  # pip names that carry its version
     localizable: ClassVar[bool] = False  # runs an ONNX graph whose tensors can be marked
     has_fp16_graph: ClassVar[bool] = False  # fp16=True runs another (FP16) model file
     runs_fp16: ClassVar[bool] = False  # validate --fp16 adds it at FP16 (option fp16=True)
+    # The ONNX graph as written, on the CPU in FP32: what the other runtimes' runs of the same
+    # graph are localised against, and the runtime that tells whether the graph itself departs
+    # from Paddle.
+    runs_graph_as_written: ClassVar[bool] = False
+    # Which runtime is chosen when none is named, where it is available (lower first; None:
+    # never by default): the reference of validate and accuracy, and bench's runtime.
+    reference_rank: ClassVar[int | None] = None
+    timing_rank: ClassVar[int | None] = None
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -107,6 +116,11 @@ class Runner(BaseRunner):
 
         found, _ = gpus()
         return f" on {found[0]['name']} (sm {found[0]['compute_capability']})" if found else ""
+
+    @classmethod
+    def export_options(cls, export: ExportDir) -> dict[str, Any]:
+        """Options that running ``export`` needs beyond the caller's (default: none)."""
+        return {}
 
     @classmethod
     def export_file(cls, export: ExportDir, fp16: bool = False) -> Path:

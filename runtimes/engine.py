@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import graphs, provenance
-from core.errors import EngineBuildError, UsageError
+from core.errors import EngineBuildError, UsageError, first_line
 from runtimes import engine_info as info
 from runtimes import probe
 from runtimes import trt_backends as backends
@@ -268,7 +268,7 @@ def _parse_failure(onnx: Path, messages: list[tuple[str, str]], error: Exception
 def _build_failure(onnx: Path, messages: list[tuple[str, str]], error: Exception,
                    pools: Mapping[str, int]) -> Exception:
     """A workspace limit too small is the user's to fix (exit 2); anything else is TensorRT's."""
-    first = backends.first_error(messages) or str(error).strip().splitlines()[0]
+    first = backends.first_error(messages) or first_line(error)
     memory = re.search(r"OutOfMemory \(Requested size was (\d+) bytes", first)
     if "workspace" in pools and (memory or "workspace limit" in first):
         limit = pools["workspace"] / (1 << 20)

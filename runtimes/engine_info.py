@@ -26,14 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DependencyError, EngineBuildError, UsageError
+from core.layout import fp16_graph_name
+from core.spec import FP16, FP32, Precision
 from runtimes.trt_backends import BACKENDS, Backend, parse_compute, read_plan_header
 from runtimes.trtexec import Profile
 
 # Substrings of a data-type text, most specific first ("BFloat16" holds "Float")
 _PRECISION_WORDS = (("BFLOAT16", "bf16"), ("BF16", "bf16"), ("FP8", "fp8"), ("FLOAT8", "fp8"),
-                    ("HALF", "fp16"), ("FP16", "fp16"), ("FLOAT16", "fp16"), ("INT64", "int64"),
+                    ("HALF", FP16), ("FP16", FP16), ("FLOAT16", FP16), ("INT64", "int64"),
                     ("INT32", "int32"), ("INT8", "int8"), ("UINT8", "uint8"), ("BOOL", "bool"),
-                    ("FP32", "fp32"), ("FLOAT", "fp32"))
+                    ("FP32", FP32), ("FLOAT", FP32))
 _NOT_COMPUTE = ("Reformat", "NoOp")  # layers that only move or relabel data
 _EVIDENCE_ORDER = ("inspector", "builder", "network")  # strongest first
 
@@ -43,7 +45,7 @@ _EVIDENCE_ORDER = ("inspector", "builder", "network")  # strongest first
 class PrecisionPlan:
     """How a requested precision is built by a given backend."""
 
-    requested: str  # "fp16" or "fp32"
+    requested: Precision
     onnx: Path  # the graph the network is parsed from
     builder_fp16: bool  # TensorRT 10: the FP16 builder flag on the FP32 graph
     strongly_typed: bool  # TensorRT >= 11 and TensorRT-RTX: types come from the graph
@@ -53,21 +55,16 @@ class PrecisionPlan:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-def fp16_graph_path(onnx: Path) -> Path:
-    """``model.onnx`` -> ``model.fp16.onnx`` (the exporter's name); an FP16 path maps to itself."""
-    return onnx if onnx.name.endswith(".fp16.onnx") else onnx.with_name(f"{onnx.stem}.fp16.onnx")
-
-
 def precision_plan(has_fp16_flag: bool, fp16: bool, onnx: Path) -> PrecisionPlan:
     """With the FP16 builder flag (TensorRT 10) FP16 is a flag on the FP32 graph; without it
     (TensorRT 11, TensorRT-RTX: strongly typed) it is the FP16 graph, converted if missing."""
     if has_fp16_flag:
-        return PrecisionPlan("fp16" if fp16 else "fp32", onnx, builder_fp16=fp16,
+        return PrecisionPlan(FP16 if fp16 else FP32, onnx, builder_fp16=fp16,
                              strongly_typed=False)
     if not fp16:
-        return PrecisionPlan("fp32", onnx, builder_fp16=False, strongly_typed=True)
-    target = fp16_graph_path(onnx)
-    return PrecisionPlan("fp16", target, builder_fp16=False, strongly_typed=True,
+        return PrecisionPlan(FP32, onnx, builder_fp16=False, strongly_typed=True)
+    target = onnx.with_name(fp16_graph_name(onnx.name))
+    return PrecisionPlan(FP16, target, builder_fp16=False, strongly_typed=True,
                          convert_from=None if target.is_file() else onnx)
 
 
@@ -131,32 +128,32 @@ def decisive(evidence: dict[str, dict[str, int] | None]) -> tuple[str, dict[str,
     """The strongest source of layer counts available, and its counts."""
     for source in _EVIDENCE_ORDER:
         counts = evidence.get(source)
-        if counts and any(k in counts for k in ("fp16", "fp32", "bf16", "fp8")):
+        if counts and any(k in counts for k in (*Precision, "bf16", "fp8")):
             return source, counts
     return "none", {}
 
 
 def engine_precision(counts: dict[str, int]) -> str:
     """'fp16' (all floating-point layers in FP16), 'mixed', 'fp32' or 'unknown'."""
-    half, single = counts.get("fp16", 0), counts.get("fp32", 0)
+    half, single = counts.get(FP16, 0), counts.get(FP32, 0)
     if half and single:
         return "mixed"
     if half or single:
-        return "fp16" if half else "fp32"
+        return FP16 if half else FP32
     return "unknown"
 
 
 def fp16_share(counts: dict[str, int]) -> float | None:
     """FP16 compute layers as a fraction of the floating-point ones."""
-    floating = counts.get("fp16", 0) + counts.get("fp32", 0)
-    return counts.get("fp16", 0) / floating if floating else None
+    floating = counts.get(FP16, 0) + counts.get(FP32, 0)
+    return counts.get(FP16, 0) / floating if floating else None
 
 
 def check_precision(requested: str, counts: dict[str, int], engine: Path) -> None:
     """An FP16 request must yield FP16 layers; an engine whose precision is unknown is no proof."""
-    if requested != "fp16":
+    if requested != FP16:
         return
-    if counts.get("fp16", 0) == 0:
+    if counts.get(FP16, 0) == 0:
         found = ", ".join(f"{n} {p}" for p, n in sorted(counts.items())) or "no layers"
         raise EngineBuildError(f"--fp16 was requested but the built engine {engine} has no FP16 "
                                f"layers ({found}): TensorRT chose FP32 kernels; this GPU may lack "
@@ -165,9 +162,9 @@ def check_precision(requested: str, counts: dict[str, int], engine: Path) -> Non
 
 def counts_text(counts: dict[str, int]) -> str:
     """``116 fp16 / 17 fp32`` (the summary line's layer counts)."""
-    return " / ".join(f"{counts.get(p, 0)} {p}" for p in ("fp16", "fp32")) + (
-        f" (+{sum(v for k, v in counts.items() if k not in ('fp16', 'fp32'))} other)"
-        if set(counts) - {"fp16", "fp32"} else "")
+    return " / ".join(f"{counts.get(p, 0)} {p}" for p in Precision) + (
+        f" (+{sum(v for k, v in counts.items() if k not in set(Precision))} other)"
+        if set(counts) - set(Precision) else "")
 
 
 # -- sidecar -------------------------------------------------------------------------------------

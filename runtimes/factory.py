@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DependencyError
-from core.graphs import read_onnx
 from core.layout import ExportDir
 from runtimes.availability import check_kind, is_available, runner_classes
 from runtimes.base import Runner
@@ -38,17 +37,9 @@ def create_runner(kind: str, target: str | Path, **options: Any) -> Runner:
     Raises DependencyError (one line, what to install) when the runtime is not available here.
     """
     require_available(kind)
+    runner = runner_class(kind)
     path = resolve_target(kind, target, fp16=bool(options.get("fp16")))
-    graph = ExportDir(target).onnx_path()
-    if kind == "paddle" and "output_names" not in options and graph.is_file():
-        # The exporter renames the ONNX outputs after the spec; Paddle keeps its own names.
-        # Same names on both sides let outputs be compared by name (Polygraphy's Comparator).
-        options["output_names"] = onnx_output_names(graph)
-    return runner_class(kind)(path, **options)
-
-
-def onnx_output_names(path: Path) -> list[str]:
-    return [output.name for output in read_onnx(path).graph.output]
+    return runner(path, **{**runner.export_options(ExportDir(target)), **options})
 
 
 def resolve_target(kind: str, target: str | Path, fp16: bool = False) -> Path:

@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from core.errors import CrossrtError, DependencyError, RuntimeFault, UsageError
+from core.spec import FP16, FP32, Precision
+from core.errors import CrossrtError, DependencyError, RuntimeFault, UsageError, first_line
 from runtimes.base import InputSpec, Runner
 from runtimes.probe import cpu_name, find_library, gpus, has_files, spec_dirs
 from runtimes.trt_backends import TENSORRT
@@ -31,11 +32,6 @@ GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _load_error(path: Any, error: BaseException) -> CrossrtError:
     """ORT refusing a graph that onnx's checker accepts is a runtime fault; refusing one the
     checker rejects (truncated, edited, not ONNX) is bad input."""
@@ -44,9 +40,9 @@ def _load_error(path: Any, error: BaseException) -> CrossrtError:
     try:
         onnx.checker.check_model(str(path))  # by path: a graph with external data too
     except Exception:  # protobuf, checker and OS errors all mean "not a valid graph"
-        return UsageError(f"ONNX Runtime cannot load {path}: {_first_line(error)}")
+        return UsageError(f"ONNX Runtime cannot load {path}: {first_line(error)}")
     return RuntimeFault(f"ONNX Runtime cannot load {path}, a valid ONNX graph: "
-                        f"{_first_line(error)}")
+                        f"{first_line(error)}")
 
 
 def ort_provider_library(provider: str) -> bool:
@@ -74,22 +70,22 @@ def ort_dtype(type_name: str) -> np.dtype:
     return dtype
 
 
-def graph_precision(path: Any) -> str:
+def graph_precision(path: Any) -> Precision:
     """'fp16' when most floating-point weights of the ONNX graph are FP16, else 'fp32'."""
     import onnx
 
     from core.graphs import read_onnx
 
-    counts = {"fp16": 0, "fp32": 0}
+    counts = dict.fromkeys(Precision, 0)
     tensor = onnx.TensorProto
     model = read_onnx(path)
     for init in model.graph.initializer:
         size = int(np.prod(init.dims)) if init.dims else 1
         if init.data_type == tensor.FLOAT16:
-            counts["fp16"] += size
+            counts[FP16] += size
         elif init.data_type == tensor.FLOAT:
-            counts["fp32"] += size
-    return "fp16" if counts["fp16"] > counts["fp32"] else "fp32"
+            counts[FP32] += size
+    return FP16 if counts[FP16] > counts[FP32] else FP32
 
 
 @dataclass
@@ -108,10 +104,14 @@ class OnnxRuntimeRunner(Runner):
 
     kind: ClassVar[str] = "onnxruntime"
     description: ClassVar[str] = "ONNX Runtime, CPU execution provider"
+    title: ClassVar[str] = "ONNX Runtime CPU"
     distributions: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu")
     localizable: ClassVar[bool] = True
     has_fp16_graph: ClassVar[bool] = True
     runs_fp16: ClassVar[bool] = True
+    runs_graph_as_written: ClassVar[bool] = True
+    reference_rank: ClassVar[int | None] = 1
+    timing_rank: ClassVar[int | None] = 2
     device: ClassVar[str] = "cpu"
 
     @classmethod
@@ -196,7 +196,7 @@ class OnnxRuntimeRunner(Runner):
             raise
         except Exception as error:  # ORT's own pybind error types
             raise RuntimeFault(f"ONNX Runtime failed running {self.path.name}: "
-                               f"{_first_line(error)}") from error
+                               f"{first_line(error)}") from error
 
     # -- I/O binding (the timing path) ---------------------------------------------------
     def _bind(self, feed: dict[str, np.ndarray]) -> None:
@@ -288,7 +288,11 @@ class OnnxRuntimeCudaRunner(OnnxRuntimeRunner):
 
     kind: ClassVar[str] = "onnxruntime-cuda"
     description: ClassVar[str] = "ONNX Runtime, CUDA execution provider (I/O binding, CUDA graphs)"
+    title: ClassVar[str] = "ONNX Runtime CUDA"
     distributions: ClassVar[tuple[str, ...]] = ("onnxruntime-gpu", "onnxruntime")
+    runs_graph_as_written: ClassVar[bool] = False
+    reference_rank: ClassVar[int | None] = None
+    timing_rank: ClassVar[int | None] = 1
     device: ClassVar[str] = "cuda"
 
     @classmethod
@@ -376,7 +380,7 @@ class OnnxRuntimeCudaRunner(OnnxRuntimeRunner):
         found, _ = gpus()
         index = self._device_id()
         gpu = found[index] if index < len(found) else {}
-        if self.options["tf32"] and described["precision"] == "fp32":
+        if self.options["tf32"] and described["precision"] == FP32:
             described["precision"] = "tf32"
         graph = ("on" if self._use_cuda_graph() else
                  f"off: {self._graph_refused}" if self._graph_refused else "off")
@@ -390,6 +394,8 @@ class OnnxRuntimeTrtRunner(OnnxRuntimeCudaRunner):
 
     kind: ClassVar[str] = "onnxruntime-trt"
     description: ClassVar[str] = "ONNX Runtime, TensorRT execution provider"
+    title: ClassVar[str] = "ONNX Runtime TensorRT EP"
+    timing_rank: ClassVar[int | None] = None
     has_fp16_graph: ClassVar[bool] = False  # the TensorRT EP builds FP16 from the FP32 graph
 
     @classmethod

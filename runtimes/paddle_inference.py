@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from core.errors import DependencyError, UsageError
+from core.spec import FP16, FP32
+from core.errors import DependencyError, UsageError, first_line
 from runtimes.base import InputSpec, Runner
 from runtimes.probe import cpu_name, gpus, spec_dirs, version
 
@@ -104,7 +105,9 @@ class PaddleRunner(Runner):
     kind: ClassVar[str] = "paddle"
     description: ClassVar[str] = ("Paddle Inference on the exported Paddle program (CPU oneDNN; "
                                   "GPU + Paddle-TRT)")
+    title: ClassVar[str] = "Paddle Inference"
     distributions: ClassVar[tuple[str, ...]] = ("paddlepaddle", "paddlepaddle-gpu")
+    reference_rank: ClassVar[int | None] = 0  # the ground truth, where it is installed
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -118,6 +121,16 @@ class PaddleRunner(Runner):
     @classmethod
     def device_note(cls) -> str:
         return " (GPU build)" if version("paddlepaddle-gpu") else " (CPU build)"
+
+    @classmethod
+    def export_options(cls, export: ExportDir) -> dict[str, Any]:
+        """The exporter renames the ONNX outputs after the spec; Paddle keeps its own names.
+        Same names on both sides let outputs be compared by name (Polygraphy's Comparator)."""
+        from core.graphs import read_onnx
+
+        graph = export.onnx_path()
+        return {"output_names": [output.name for output in read_onnx(graph).graph.output]} \
+            if graph.is_file() else {}
 
     @classmethod
     def export_file(cls, export: ExportDir, fp16: bool = False) -> Path:
@@ -194,8 +207,8 @@ class PaddleRunner(Runner):
 
                 self._predictor = pi.create_predictor(self._config())
         except (RuntimeError, ValueError, OSError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UsageError(f"Paddle Inference cannot load {self.path}: {first}") from error
+            raise UsageError(f"Paddle Inference cannot load {self.path}: "
+                             f"{first_line(error)}") from error
         self._handles = (
             {n: self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()},
             {n: self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()})
@@ -243,9 +256,10 @@ class PaddleRunner(Runner):
             device = found[options["gpu_id"]]["name"] if found else reason
         else:
             device = f"CPU: {cpu_name()}"
-        precision = "fp16" if options["fp16"] else "fp32"
+        precision = FP16 if options["fp16"] else FP32
         return {"versions": {"paddle": paddle.__version__},
                 "device": device,
-                "precision": precision + (" (Paddle-TRT subgraphs)" if options["tensorrt"] else ""),
+                "precision": f"{precision}" + (" (Paddle-TRT subgraphs)" if options["tensorrt"]
+                                                else ""),
                 "threads": None if gpu else (options["threads"] or "Paddle default"),
                 "onednn": None if gpu else bool(options["onednn"])}

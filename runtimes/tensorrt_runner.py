@@ -120,8 +120,10 @@ class TensorRTRunner(Runner):
     kind: ClassVar[str] = "tensorrt"
     description: ClassVar[str] = ("TensorRT engine (a full TensorRT or TensorRT-RTX plan, run by "
                                   "the backend that built it)")
+    title: ClassVar[str] = "TensorRT"
     distributions: ClassVar[tuple[str, ...]] = TENSORRT.distributions + TENSORRT_RTX.distributions
     runs_fp16: ClassVar[bool] = True  # the FP16 engine
+    timing_rank: ClassVar[int | None] = 0
     defaults: ClassVar[dict[str, Any]] = {"fp16": False, "cuda_graph": False}
 
     @classmethod

@@ -32,11 +32,13 @@ import runtimes  # noqa: E402
 from core.errors import CrossrtError  # noqa: E402
 from core.layout import ExportDir  # noqa: E402
 from core.preprocess import random_inputs  # noqa: E402
-from core.provenance import tool_versions, write_atomic, write_json  # noqa: E402
+from core.provenance import write_atomic, write_json  # noqa: E402
+from core.spec import FP16, FP32  # noqa: E402
+from runtimes import tool_versions  # noqa: E402
 from runtimes.availability import cpu_name, gpus  # noqa: E402
 from runtimes.onnxrt import ort_dtype  # noqa: E402
 
-PRECISIONS = {"fp32": False, "fp16": True}  # precision -> ExportDir.onnx_path(fp16=...)
+PRECISIONS = {FP32: False, FP16: True}  # precision -> ExportDir.onnx_path(fp16=...)
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def bench(export: Path, device: str, out: Path, batch_sizes: list[int]) -> dict[
     from validation.bench import BenchConfig, run_bench
 
     model = export_spec(export).name
-    precisions = ["fp32", "fp16"] if ExportDir(export).onnx_path(fp16=True).is_file() else ["fp32"]
+    precisions = [p for p, fp16 in PRECISIONS.items() if ExportDir(export).onnx_path(fp16).is_file()]
     config = BenchConfig.resolve([model], runtime="onnxruntime-cuda" if device == "cuda"
                                  else "onnxruntime", precisions=precisions,
                                  batch_sizes=batch_sizes, duration_s=1.0)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.spec import BATCH_SIZES  # noqa: E402
+from core.spec import BATCH_SIZES, LATENCY_TABLES  # noqa: E402
 from exporter.specs import SPECS  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "artifacts" / "reference"
@@ -47,13 +47,14 @@ def published_markdown() -> str:
         lines.append(f"| {s.name} | " + " | ".join(_cell(v) for v in (
             p.top1, p.top5, p.ref_top1, p.ref_top5, p.flops_g, p.params_m)) + " |")
     batches = [f"Batch Size={b}" for b in BATCH_SIZES]
-    for title, table, precisions in (("V100", "v100", ("fp32",)), ("T4", "t4", ("fp16", "fp32"))):
-        columns = [f"{p.upper()} {b} (ms)" for p in precisions for b in batches]
-        lines += ["", f"## {title} latency", "",
+    for table in LATENCY_TABLES.values():
+        columns = [f"{p.upper()} {b} (ms)" for p in table.precisions for b in batches]
+        lines += ["", f"## {table.gpu} latency", "",
                   "| Models | Crop Size | Resize Short Size | " + " | ".join(columns) + " |",
                   "|---|---|---|" + "---|" * len(columns)]
         for s in SPECS.values():
-            cells = [_cell(v) for p in precisions for v in s.published.latency(table, p)]
+            cells = [_cell(v) for p in table.precisions
+                     for v in s.published.latency(table.name, p)]
             lines.append(f"| {s.name} | {s.crop_size} | {s.resize_short} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -14,9 +14,7 @@ Nothing here prints: the CLI renders the returned :class:`AccuracyRun`.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -28,23 +26,22 @@ from typing import IO, Any
 
 import numpy as np
 
-from core import provenance
-from core.errors import UsageError
+import runtimes
+from core.errors import UsageError, first_line
 from core.log import log
 from core.preprocess import preprocess, read_image
 from core.spec import ModelSpec
 from exporter.specs import get_spec
+from validation.accuracy_report import synthetic_note
 from validation.datasets import Dataset, Sample, load_dataset
+from validation.predictions import PredictionsJournal
 from validation.progress import Progress
-from validation.report import weights_warning
-from validation.validate import Participant, _reference, _resolve_target, participants
+from validation.targets import Participant, choose_reference, participants, resolve_target
 
 DEFAULT_BATCH_SIZE = 8  # within the default TensorRT profile (1 to 8)
 MAX_EXCLUDED = 0.01  # more missing or unreadable images than this fraction: bad dataset
 TOP_K = 5
-FORMAT = "crossrt-accuracy-predictions/1"
 EXAMPLES = 5  # differing images kept per runtime for the report (all are in --predictions)
-
 
 
 @dataclass
@@ -113,82 +110,153 @@ class AccuracyRun:
         return done / self.seconds if self.seconds > 0 and done > 0 else None
 
 
-def evaluate_accuracy(target: str | Path, dataset: str | Path, *,
-                      labels: str | Path | None = None, runtimes: Sequence[str] | None = None,
-                      reference: str | None = None, fp16: bool = False,
-                      batch_size: int | None = None, limit: int | None = None,
-                      workers: int | None = None, predictions: str | Path | None = None,
-                      resume: bool = False, max_top1_drop: float | None = None,
-                      min_top1: float | None = None, progress: Progress | None = None,
-) -> AccuracyRun:
-    """Top-1/top-5 of the reference and every runtime on ``target`` over a labelled dataset.
+@dataclass(frozen=True)
+class AccuracyRequest:
+    """One ``crossrt accuracy``, typed; :meth:`check` refuses bad fields before any work.
 
     ``target`` is an export folder or a model name (exported first), as in validate;
     ``dataset`` a folder of class folders, or the root of the paths in the list ``labels``.
-    Gates that fail are returned in ``failures``; bad input raises a UsageError.
     """
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    workers = default_workers() if workers is None else workers
-    _check_options(batch_size, workers, max_top1_drop, min_top1, predictions, resume)
-    ref = _reference(reference)
-    chosen = _participants(runtimes, ref, fp16)  # unknown names refused before any export
-    export_dir, manifest, warnings = _resolve_target(target, fp16)
+
+    target: str | Path
+    dataset: str | Path
+    labels: Path | None = None
+    runtimes: tuple[str, ...] | None = None  # besides the reference; None: every one here
+    reference: str | None = None
+    fp16: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+    limit: int | None = None
+    workers: int | None = None  # threads decoding ahead; None: half the CPUs
+    predictions: Path | None = None
+    resume: bool = False
+    max_top1_drop: float | None = None
+    min_top1: float | None = None
+
+    def __post_init__(self) -> None:  # lists, strings and None from callers become typed
+        if self.runtimes is not None:
+            object.__setattr__(self, "runtimes", tuple(self.runtimes))
+        for name in ("labels", "predictions"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.batch_size is None:
+            object.__setattr__(self, "batch_size", DEFAULT_BATCH_SIZE)
+        if self.workers is None:
+            object.__setattr__(self, "workers", default_workers())
+
+    def check(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers must be 0 (decode on the main thread) or more, got "
+                             f"{self.workers}")
+        for name, value in (("--max-top1-drop", self.max_top1_drop),
+                            ("--min-top1", self.min_top1)):
+            if value is not None and not 0 <= value <= 1:
+                raise UsageError(f"{name} is a fraction between 0 and 1 (e.g. 0.002), got {value}")
+        if self.resume and self.predictions is None:
+            raise UsageError("--resume continues from a predictions file: pass --predictions F "
+                             "(the one the interrupted run wrote)")
+
+    def gate_failures(self, results: Sequence[RuntimeAccuracy]) -> list[str]:
+        """The gates that did not hold: a top-1 below --min-top1, a drop past --max-top1-drop."""
+        ref = results[0]
+        failures = []
+        for result in results:
+            if result.top1 is None or ref.top1 is None:
+                continue
+            if self.min_top1 is not None and result.top1 < self.min_top1:
+                failures.append(f"{result.runtime}: top-1 {result.top1:.4f} is below --min-top1 "
+                                f"{self.min_top1:g}")
+            drop = ref.top1 - result.top1
+            if result is not ref and self.max_top1_drop is not None and \
+                    drop > self.max_top1_drop + 1e-12:
+                failures.append(f"{result.runtime}: top-1 {result.top1:.4f} is {drop:.4f} below "
+                                f"the reference {ref.runtime}'s {ref.top1:.4f} (--max-top1-drop "
+                                f"{self.max_top1_drop:g}); {result.differ} images changed their "
+                                "top-1")
+        return failures
+
+
+def evaluate_accuracy(request: AccuracyRequest | str | Path, dataset: str | Path | None = None,
+                      *, progress: Progress | None = None, **options: Any) -> AccuracyRun:
+    """Top-1/top-5 of the reference and every runtime over a labelled dataset: an
+    :class:`AccuracyRequest`, or its target and dataset with the request's fields as keywords.
+    Gates that fail are returned in ``failures``; bad input raises a UsageError."""
+    if not isinstance(request, AccuracyRequest):
+        request = AccuracyRequest(request, dataset if dataset is not None else "", **options)
+    request.check()
+    ref = choose_reference(request.reference)
+    chosen = [ref, *participants(request.runtimes, ref, request.fp16)]  # before any export
+    export_dir, manifest, warnings = resolve_target(request.target, request.fp16)
     spec = get_spec(manifest["model"])
-    data = load_dataset(dataset, labels, num_classes=spec.num_classes, limit=limit)
-    allowed = int(MAX_EXCLUDED * len(data.samples))
+    data = load_dataset(request.dataset, request.labels, num_classes=spec.num_classes,
+                        limit=request.limit)
+    _check_images_exist(data)
+    journal = PredictionsJournal(request.predictions, {
+        "model": spec.name, "target": str(export_dir.resolve()), "reference": ref.label,
+        "runtimes": [p.label for p in chosen], "dataset": data.fingerprint(),
+        "images": len(data.samples)}, request.resume)
+    tally = Tally([p.label for p in chosen], ref.label)
+    done = tally.add(journal.open())
+    log.info(f"{spec.name}: {len(data.samples)} images ({data.layout} layout), reference "
+             f"{ref.label}, runtimes {', '.join(p.label for p in chosen[1:]) or 'none besides it'}"
+             + (f"; {len(done)} already done" if done else ""))
+    if (note := synthetic_note(manifest.get("weights", {}))) is not None:
+        log.info(note)
+    todo = [s for s in data.samples if s.index not in done]
+    seconds = _stream(request, spec, data, todo, chosen, export_dir, journal, tally, progress)
+    results = tuple(tally.results[label] for label in tally.labels)
+    return AccuracyRun(
+        model=spec.name, target=str(export_dir), reference=ref.label, results=results,
+        dataset=data.describe(), excluded=tuple(tally.excluded),
+        published=_published(spec), weights=dict(manifest.get("weights", {})),
+        gates={"max_top1_drop": request.max_top1_drop, "min_top1": request.min_top1},
+        failures=tuple(request.gate_failures(results)), warnings=tuple(warnings),
+        predictions=journal.finish(), resumed=len(done), seconds=seconds,
+        versions=runtimes.tool_versions())
+
+
+def _check_images_exist(data: Dataset) -> None:
+    """More than MAX_EXCLUDED of the listed images missing is a bad listing, not bad images."""
     missing = [s for s in data.samples if not data.file(s).is_file()]
-    if len(missing) > allowed:
+    if len(missing) > int(MAX_EXCLUDED * len(data.samples)):
         raise UsageError(f"{len(missing)} of {len(data.samples)} images do not exist (more than "
                          f"{MAX_EXCLUDED:.0%}), e.g. {data.file(missing[0])}; are the list's "
                          "paths relative to --dataset?")
-    tally = Tally([p.label for p in chosen], ref.label)
-    header = {"format": FORMAT, "model": spec.name, "target": str(export_dir.resolve()),
-              "reference": ref.label, "runtimes": [p.label for p in chosen],
-              "dataset": data.fingerprint(), "images": len(data.samples)}
-    writer = PredictionsWriter(predictions, header, resume)
-    done = writer.open(tally)
-    todo = [s for s in data.samples if s.index not in done]
-    log.info(f"{spec.name}: {len(data.samples)} images ({data.layout} layout), reference {ref.label}, "
-        f"runtimes {', '.join(p.label for p in chosen[1:]) or 'none besides it'}"
-        + (f"; {len(done)} already done" if done else ""))
-    if (note := synthetic_note(manifest.get("weights", {}))) is not None:
-        log.info(note)
-    seconds = 0.0
+
+
+def _stream(request: AccuracyRequest, spec: ModelSpec, data: Dataset, todo: list[Sample],
+            chosen: list[Participant], export_dir: Path, journal: PredictionsJournal,
+            tally: Tally, progress: Progress | None) -> float:
+    """Every image still to do through every runtime, journaled and tallied batch by batch;
+    the seconds the images took (not counting loading the runtimes)."""
+    workers = request.workers or 0
+    allowed = int(MAX_EXCLUDED * len(data.samples))
     try:
         with ExitStack() as stack:
             runners = {p.label: stack.enter_context(_runner(p, export_dir, workers > 0))
                        for p in chosen}
-            started = time.perf_counter()  # images/s of the images, not of loading runtimes
+            started = time.perf_counter()
             if progress is not None:
-                progress.start(len(data.samples), len(done))
+                progress.start(len(data.samples), len(data.samples) - len(todo))
             stream = stack.enter_context(closing(_evaluate(todo, data, spec, runners,
-                                                           batch_size, workers)))
+                                                           request.batch_size, workers)))
             for rows in stream:
-                writer.write(rows)
+                journal.write(rows)
                 tally.add(rows)
                 if len(tally.excluded) > allowed:
-                    writer.discard()
+                    journal.discard()
                     first, why = tally.excluded[0]
                     raise UsageError(
                         f"{len(tally.excluded)} of {len(data.samples)} images are missing or "
                         f"unreadable (more than {MAX_EXCLUDED:.0%}), e.g. {first}: {why}")
                 if progress is not None:
                     progress.advance(len(rows))
-            seconds = time.perf_counter() - started
+            return time.perf_counter() - started
     finally:
-        writer.close()
+        journal.close()
         if progress is not None:
             progress.stop()
-    path = writer.finish()
-    gates = {"max_top1_drop": max_top1_drop, "min_top1": min_top1}
-    results = tuple(tally.results[label] for label in tally.labels)
-    return AccuracyRun(
-        model=spec.name, target=str(export_dir), reference=ref.label, results=results,
-        dataset=data.describe(), excluded=tuple(tally.excluded),
-        published=_published(spec), weights=dict(manifest.get("weights", {})), gates=gates,
-        failures=tuple(_gate_failures(results, max_top1_drop, min_top1)),
-        warnings=tuple(warnings), predictions=path, resumed=len(done), seconds=seconds,
-        versions=provenance.tool_versions())
 
 
 def default_workers() -> int:
@@ -197,64 +265,18 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def _check_options(batch_size: int, workers: int, max_top1_drop: float | None,
-                   min_top1: float | None, predictions: str | Path | None,
-                   resume: bool) -> None:
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    if workers < 0:
-        raise UsageError(f"--workers must be 0 (decode on the main thread) or more, got {workers}")
-    for name, value in (("--max-top1-drop", max_top1_drop), ("--min-top1", min_top1)):
-        if value is not None and not 0 <= value <= 1:
-            raise UsageError(f"{name} is a fraction between 0 and 1 (e.g. 0.002), got {value}")
-    if resume and predictions is None:
-        raise UsageError("--resume continues from a predictions file: pass --predictions F "
-                         "(the one the interrupted run wrote)")
-
-
-def _participants(requested: Sequence[str] | None, ref: Participant,
-                  fp16: bool) -> list[Participant]:
-    """The reference first, then the runtimes beside it, chosen as validate chooses them
-    (FP16 graphs and engines with ``fp16``). The reference alone is a valid run: its own
-    accuracy."""
-    return [ref, *participants(requested, ref, fp16)]
-
-
-def _runner(participant: Participant, export_dir: Path, decoding_beside: bool,
-) -> Any:
-    """The participant's runner. ONNX Runtime CPU's idle threads spin by default, taking
-    the cores from the decoding threads beside it: with workers they wait instead."""
-    import runtimes
-
-    options: dict[str, Any] = {"fp16": True} if participant.precision == "fp16" else {}
-    if participant.kind == "onnxruntime" and decoding_beside:
-        options["spinning"] = False
-    log.info(f"loading {participant.label}")
-    return runtimes.create_runner(participant.kind, export_dir, **options)
+def _runner(participant: Participant, export_dir: Path, decoding_beside: bool) -> Any:
+    """The participant's runner. A runtime whose idle threads spin by default (ONNX Runtime
+    CPU) takes the cores from the decoding threads beside it: with workers they wait."""
+    spinning = {"spinning": False} if decoding_beside and \
+        "spinning" in participant.runner.defaults else {}
+    return participant.open(export_dir, **spinning)
 
 
 def _published(spec: ModelSpec) -> dict[str, float | None]:
     pub = spec.published
     return {"top1": pub.top1, "top5": pub.top5, "ref_top1": pub.ref_top1,
             "ref_top5": pub.ref_top5}
-
-
-def _gate_failures(results: Sequence[RuntimeAccuracy], max_top1_drop: float | None,
-                   min_top1: float | None) -> list[str]:
-    ref = results[0]
-    failures = []
-    for result in results:
-        if result.top1 is None or ref.top1 is None:
-            continue
-        if min_top1 is not None and result.top1 < min_top1:
-            failures.append(f"{result.runtime}: top-1 {result.top1:.4f} is below --min-top1 "
-                            f"{min_top1:g}")
-        drop = ref.top1 - result.top1
-        if result is not ref and max_top1_drop is not None and drop > max_top1_drop + 1e-12:
-            failures.append(f"{result.runtime}: top-1 {result.top1:.4f} is {drop:.4f} below "
-                            f"the reference {ref.runtime}'s {ref.top1:.4f} (--max-top1-drop "
-                            f"{max_top1_drop:g}); {result.differ} images changed their top-1")
-    return failures
 
 
 # ---------------------------------------------------------------------------- streaming
@@ -291,7 +313,7 @@ def decoded(samples: Iterable[Sample], data: Dataset, spec: ModelSpec, workers: 
         try:
             return preprocess(read_image(data.file(sample)), spec)
         except (UsageError, OSError, cv2.error) as exc:
-            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return first_line(exc)
 
     if workers == 0:
         yield from ((sample, load(sample)) for sample in samples)
@@ -343,8 +365,11 @@ class Tally:
         self.results = {label: RuntimeAccuracy(label) for label in labels}
         self.excluded: list[tuple[str, str]] = []
 
-    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+    def add(self, rows: Iterable[dict[str, Any]]) -> set[int]:
+        """Count the rows in; the indices of the images they hold."""
+        indices = set()
         for row in rows:
+            indices.add(row["index"])
             if "excluded" in row:
                 self.excluded.append((row["path"], row["excluded"]))
                 continue
@@ -359,206 +384,7 @@ class Tally:
                 if top5[0] != ref_top1 and len(result.examples) < EXAMPLES:
                     result.examples.append({"path": row["path"], "label": label,
                                             self.reference: ref_top1, name: top5[0]})
-
-
-class PredictionsWriter:
-    """Appends rows to ``PATH.partial`` (JSON lines after a header), renamed at the end.
-
-    With ``resume``, rows already in ``PATH.partial`` (or a finished ``PATH``) are kept when
-    the header matches this run; a row cut short by the interruption is dropped.
-    """
-
-    def __init__(self, path: str | Path | None, header: dict[str, Any], resume: bool,
-):
-        self.path = Path(path) if path is not None else None
-        self.partial = self.path.with_name(self.path.name + ".partial") if self.path else None
-        self.header, self.resume = header, resume
-        self.handle: IO[str] | None = None
-
-    def open(self, tally: Tally) -> set[int]:
-        """Start (or continue) the file; the indices of the images already predicted."""
-        if self.path is None or self.partial is None:
-            return set()
-        done: set[int] = set()
-        with provenance.disk_errors(self.partial):
-            self.partial.parent.mkdir(parents=True, exist_ok=True)
-            if self.resume and not self.partial.is_file() and self.path.is_file():
-                shutil.copyfile(self.path, self.partial)  # a finished run: nothing to redo
-            if self.resume and self.partial.is_file():
-                done, keep = self._read_back(tally)
-                handle = open(self.partial, "r+", encoding="utf-8")
-                handle.truncate(keep)
-                handle.seek(keep)
-            else:
-                if self.resume:
-                    log.info(f"nothing to resume at {self.partial}; starting from the first image")
-                elif self.partial.is_file():
-                    log.info(f"replacing {self.partial} left by an interrupted run "
-                             "(--resume continues it instead)")
-                handle = open(self.partial, "w", encoding="utf-8")
-                handle.write(json.dumps(self.header) + "\n")
-                handle.flush()
-        self.handle = handle
-        return done
-
-    def _read_back(self, tally: Tally) -> tuple[set[int], int]:
-        assert self.partial is not None
-        done: set[int] = set()
-        keep = 0
-        with open(self.partial, "rb") as handle:
-            for number, line in enumerate(handle):
-                try:
-                    record = json.loads(line) if line.endswith(b"\n") else None
-                except ValueError:
-                    record = None
-                if record is None:
-                    break  # cut short by the interruption: predicted again
-                if number == 0:
-                    self._check_header(record)
-                else:
-                    tally.add([record])
-                    done.add(record["index"])
-                keep += len(line)
-        if keep == 0:
-            raise UsageError(f"{self.partial} has no header line; drop --resume to start over")
-        return done, keep
-
-    def _check_header(self, found: dict[str, Any]) -> None:
-        for key, value in self.header.items():
-            if found.get(key) != value:
-                raise UsageError(f"cannot resume from {self.partial}: it was written for another "
-                                 f"run ({key} {found.get(key)!r}, now {value!r}); drop --resume "
-                                 "or pass another --predictions")
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        if self.handle is None:
-            return
-        with provenance.disk_errors(self.partial or ""):
-            self.handle.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
-            self.handle.flush()
-
-    def close(self) -> None:
-        """Stop writing; ``PATH.partial`` stays for a resume (an interrupted run)."""
-        if self.handle is not None:
-            self.handle.close()
-
-    def discard(self) -> None:
-        """A run stopped for bad input: its rows are no base for a resume."""
-        self.close()
-        if self.partial is not None:
-            self.partial.unlink(missing_ok=True)
-
-    def finish(self) -> Path | None:
-        """The finished file: ``PATH.partial`` renamed to ``PATH`` (never half-written)."""
-        if self.path is None or self.partial is None:
-            return None
-        with provenance.disk_errors(self.path):
-            os.replace(self.partial, self.path)
-        return self.path
-
-
-# ---------------------------------------------------------------------------- rendering
-
-HEADER = ("runtime", "images", "top-1", "top-5", "top-1 agreement", "differ",
-          "published top-1 / top-5", "reference top-1 / top-5", "note")
-MEANINGLESS = "synthetic weights: top-1/top-5 meaningless, agreement counts"
-
-
-def rows(run: AccuracyRun) -> list[tuple[str, ...]]:
-    """One row of HEADER's cells per runtime, the reference first; PaddleClas's figures beside."""
-    pub = run.published
-    seed = (f"{_fraction(pub['top1'], 3)} / {_fraction(pub['top5'], 3)}",
-            f"{_fraction(pub['ref_top1'], 3)} / {_fraction(pub['ref_top5'], 3)}")
-    out: list[tuple[str, ...]] = []
-    for result in run.results:
-        is_ref = result.runtime == run.reference
-        out.append((result.runtime + (" (reference)" if is_ref else ""), str(result.images),
-                    _fraction(result.top1), _fraction(result.top5),
-                    "-" if is_ref else _fraction(result.agreement),
-                    "-" if is_ref else str(result.differ), *seed,
-                    MEANINGLESS if run.synthetic else ""))
-    return out
-
-
-def render_table(run: AccuracyRun) -> str:
-    """Plain text: one line per runtime, then the differing and excluded images and gates."""
-    from validation.report import text_table
-
-    lines = [(f"{run.model}: accuracy on {run.dataset['evaluated']} images of "
-              f"{run.dataset['root']} ({run.dataset['layout']} layout), reference "
-              f"{run.reference}, {run.target}")]
-    lines.append(text_table([HEADER, *rows(run)]))
-    lines.append("published: PaddleClas's Top1/Top5; reference: the paper's, as PaddleClas "
-                 "lists them (Reference Top1/Top5)")
-    for result in run.results:
-        if result.examples:
-            shown = ", ".join(f"{e['path']} ({run.reference} {e[run.reference]}, "
-                              f"{result.runtime} {e[result.runtime]})" for e in result.examples)
-            lines.append(f"{result.runtime}: {result.differ} images changed their top-1, e.g. "
-                         f"{shown}")
-    if run.excluded:
-        shown = "; ".join(f"{path}: {why}" for path, why in run.excluded[:10])
-        more = f" and {len(run.excluded) - 10} more" if len(run.excluded) > 10 else ""
-        lines.append(f"EXCLUDED {len(run.excluded)} missing or unreadable images (for every "
-                     f"runtime): {shown}{more}")
-    if run.resumed:
-        lines.append(f"resumed: {run.resumed} images from {run.predictions}")
-    if (speed := run.images_per_s) is not None:
-        lines.append(f"{speed:.1f} images/s")
-    if run.predictions is not None:
-        lines.append(f"predictions: {run.predictions}")
-    lines += [f"FAIL {failure}" for failure in run.failures]
-    lines += [f"WARNING {w}" for w in _warnings(run)]
-    return "\n".join(lines) + "\n"
-
-
-def render_markdown(run: AccuracyRun) -> str:
-    gates = ", ".join(f"{k} {v}" for k, v in run.gates.items() if v is not None)
-    lines = [f"# Accuracy of {run.model}: {'PASS' if run.passed else 'FAIL'}", ""]
-    lines += [f"> **Warning:** {w}" for w in _warnings(run)]
-    lines += ["", f"- Reference runtime: {run.reference}", f"- Target: `{run.target}`",
-              f"- Dataset: {', '.join(f'{k} {v}' for k, v in run.dataset.items())}",
-              f"- Excluded (missing or unreadable, for every runtime): {len(run.excluded)}",
-              f"- Gates: {gates or 'none'}", "",
-              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows(run)]
-    if run.failures:
-        lines += ["", "## Failures", ""] + [f"- {f}" for f in run.failures]
-    if run.excluded:
-        lines += ["", "## Excluded images", ""] + [f"- `{p}`: {w}" for p, w in run.excluded]
-    return "\n".join(lines) + "\n"
-
-
-def report_dict(run: AccuracyRun) -> dict[str, Any]:
-    return {"model": run.model, "passed": run.passed, "target": run.target,
-            "reference": run.reference, "weights": run.weights,
-            "synthetic_weights": run.synthetic, "dataset": run.dataset,
-            "published": run.published, "gates": run.gates,
-            "results": [r.to_dict() for r in run.results],
-            "excluded": [{"path": p, "reason": w} for p, w in run.excluded],
-            "failures": list(run.failures), "warnings": _warnings(run),
-            "predictions": str(run.predictions) if run.predictions else None,
-            "resumed": run.resumed, "seconds": run.seconds,
-            "images_per_s": run.images_per_s, "versions": run.versions}
-
-
-def synthetic_note(weights: dict[str, Any]) -> str | None:
-    """validate's synthetic-weights line, said of accuracy."""
-    synthetic = weights_warning(weights)
-    if synthetic is None:
-        return None
-    return (synthetic.replace("runtimes were compared", "accuracy was measured")
-            + "; top-1/top-5 against ImageNet labels are meaningless, agreement between "
-            "runtimes still counts")
-
-
-def _warnings(run: AccuracyRun) -> list[str]:
-    note = synthetic_note(run.weights)
-    return ([note] if note else []) + list(run.warnings)
-
-
-def _fraction(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+        return indices
 
 
 def progress_reporter(stream: IO[str] | None = None) -> Progress:

@@ -21,20 +21,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import runtimes
 from core import provenance
-from core.errors import DependencyError, UsageError
+from core.errors import DependencyError, UsageError, first_line
 from core.preprocess import check_batch_fits
-from core.spec import BATCH_SIZES, ModelSpec
+from core.spec import BATCH_SIZES, DEFAULT_TABLE, FP16, LATENCY_TABLES, ModelSpec, Precision
 from exporter.specs import get_spec
 from validation import tables
 from validation.progress import Progress
 from validation.timing import Method, TimingStats, measure
 
-TABLES = tuple(tables.TABLE_PRECISIONS)  # PaddleClas's latency tables: t4, v100
-TABLE_PRECISIONS = tables.TABLE_PRECISIONS
-PRECISIONS = ("fp16", "fp32")
 DEFAULT_RESULTS = Path("artifacts") / "bench"
-RUNTIME_PREFERENCE = ("tensorrt", "onnxruntime-cuda", "onnxruntime")  # best first
 RESULTS_FILE, MARKDOWN_FILE, CSV_FILE, FIGURE_FILE = ("bench.json", "bench.md", "bench.csv",
                                                       "bench.png")
 FORMAT = "crossrt-bench/1"
@@ -51,8 +48,8 @@ class BenchConfig:
 
     models: tuple[str, ...]
     runtime: str
-    table: str = "t4"
-    precisions: tuple[str, ...] = TABLE_PRECISIONS["t4"]
+    table: str = DEFAULT_TABLE
+    precisions: tuple[Precision, ...] = LATENCY_TABLES[DEFAULT_TABLE].precisions
     batch_sizes: tuple[int, ...] = BATCH_SIZES
     method: Method = Method()
     threads: int | None = None
@@ -69,12 +66,15 @@ class BenchConfig:
         """Check the request and fill in defaults: best runtime, the table's precisions, 1/4/8."""
         if not models:
             raise UsageError("name at least one model to bench, or pass --all")
-        table = table or "t4"
-        if table not in TABLES:
-            raise UsageError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
-        precisions = tuple(precisions or TABLE_PRECISIONS[table])
-        if bad := [p for p in precisions if p not in PRECISIONS]:
-            raise UsageError(f"unknown precision {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
+        table = table or DEFAULT_TABLE
+        if table not in LATENCY_TABLES:
+            raise UsageError(f"unknown table {table!r}; choose one of "
+                             f"{', '.join(sorted(LATENCY_TABLES))}")
+        try:
+            chosen = tuple(Precision.parse(p) for p in precisions or ()) or \
+                LATENCY_TABLES[table].precisions
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         batch_sizes = tuple(batch_sizes or BATCH_SIZES)
         if any(b < 1 for b in batch_sizes):
             raise UsageError(f"batch sizes must be at least 1, got {list(batch_sizes)}")
@@ -99,13 +99,13 @@ class BenchConfig:
 
             require_available(runtime, is_available)
         return cls(models=names, runtime=runtime or best_runtime(is_available), table=table,
-                   precisions=tuple(dict.fromkeys(precisions)),
+                   precisions=tuple(dict.fromkeys(chosen)),
                    batch_sizes=tuple(dict.fromkeys(batch_sizes)), method=method,
                    threads=threads, cuda_graph=cuda_graph)
 
     def runner_options(self, precision: str) -> dict[str, Any]:
         """Keyword options for ``create_runner``; unset ones are left to the runner's default."""
-        options: dict[str, Any] = {"fp16": True} if precision == "fp16" else {}
+        options: dict[str, Any] = {"fp16": True} if precision == FP16 else {}
         if self.threads is not None:
             options["threads"] = self.threads
         if self.cuda_graph is not None:
@@ -236,10 +236,10 @@ def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export
     extra: dict[str, Any] = {"machine": machine, "method": asdict(config.method),
                              "threads": config.threads}
     try:
-        target = Path(export(spec.name, fp16=any(c.precision == "fp16" for c in cells)))
+        target = Path(export(spec.name, fp16=any(c.precision == FP16 for c in cells)))
     except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
         for cell in cells:
-            save(cell, cell_record(config, spec, cell, failure=f"export failed: {_reason(exc)}",
+            save(cell, cell_record(config, spec, cell, failure=f"export failed: {first_line(exc, named=True, limit=300)}",
                                    **extra))
         return
     extra["weights"] = weights_source(target)
@@ -254,7 +254,7 @@ def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export
         except Exception as exc:  # noqa: BLE001 - the runner could not be built or activated
             for cell in pending:
                 save(cell, cell_record(config, spec, cell, failure=f"runner failed: "
-                                       f"{_reason(exc)}", **extra))
+                                       f"{first_line(exc, named=True, limit=300)}", **extra))
 
 
 def _time_cell(config: BenchConfig, spec: ModelSpec, cell: Cell, runner: Any,
@@ -264,7 +264,7 @@ def _time_cell(config: BenchConfig, spec: ModelSpec, cell: Cell, runner: Any,
     try:
         stats = time_runner(runner, spec, cell.batch_size, config.method)
     except Exception as exc:  # noqa: BLE001 - out of memory, runtime errors: recorded
-        return cell_record(config, spec, cell, failure=_reason(exc), **extra)
+        return cell_record(config, spec, cell, failure=first_line(exc, named=True, limit=300), **extra)
     return cell_record(config, spec, cell, stats=stats, **extra)
 
 
@@ -316,11 +316,6 @@ def cell_record(config: BenchConfig, spec: ModelSpec, cell: Cell, *,
     return {**record, **provenance_}
 
 
-def _reason(exc: BaseException) -> str:
-    first_line = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first_line[:300]}".rstrip(": ")
-
-
 def _describe(runner: Any) -> dict[str, Any]:
     describe = getattr(runner, "describe", None)
     return dict(describe()) if describe else {}
@@ -345,13 +340,11 @@ def load_result(path: str | Path) -> BenchResult:
 
 
 def best_runtime(is_available: RuntimeCheck | None = None) -> str:
-    """The fastest runtime this machine has: TensorRT, else ONNX Runtime CUDA, else CPU."""
-    if is_available is None:
-        import runtimes
-
-        is_available = runtimes.is_available
+    """The fastest runtime this machine has, by the runners' ``timing_rank``: TensorRT, else
+    ONNX Runtime CUDA, else CPU."""
+    is_available = is_available or runtimes.is_available
     reasons = []
-    for kind in RUNTIME_PREFERENCE:
+    for kind in runtimes.preferred("timing_rank"):
         ok, why = is_available(kind)
         if ok:
             return kind
@@ -367,8 +360,6 @@ def _default_export(model: str, *, fp16: bool) -> Path:
 
 
 def _default_runner(kind: str, target: Path, **options: Any) -> Any:
-    import runtimes
-
     return runtimes.create_runner(kind, target, **options)
 
 
@@ -391,7 +382,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu_name(), "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(), "python": platform.python_version(),
-        "versions": provenance.tool_versions(),
+        "versions": runtimes.tool_versions(),
     }
     if found := gpus()[0]:
         info["gpus"] = list(found)

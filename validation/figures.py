@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core import provenance
+from core.spec import FP32
 from exporter.specs import SPECS, get_spec
 from exporter.zoo import family_of
 from validation.tables import published_ms
@@ -33,7 +34,7 @@ def choose_precision(records: Sequence[Record], batch_size: int = 1) -> str:
     """FP32 when it was measured at this batch size (comparable on every machine), else FP16."""
     measured = {r["precision"] for r in records
                 if r["status"] == "ok" and r["batch_size"] == batch_size}
-    return "fp32" if "fp32" in measured or not measured else sorted(measured)[0]
+    return FP32 if FP32 in measured or not measured else sorted(measured)[0]
 
 
 def figure_points(records: Sequence[Record], table: str, precision: str, batch_size: int,

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.layout import ExportDir
 from core.log import log
+from core.spec import DEFAULT_TABLE, FP32
 from exporter.export import ExportResult, export_onnx
 from validation.bench import BenchConfig, BenchResult, run_bench
-from validation.validate import ValidationRun, validate
+from validation.validate import DEFAULT_BATCH_SIZES, ValidationRun, validate
 
-PIPELINE_BATCH_SIZES = (1, 4)
-DEFAULT_MODEL = "EfficientNetB0"  # the embedded default: synthetic weights, nothing downloaded
 DEFAULT_DURATION_S = 1.0  # a short bench: the main job is a demonstration, not the table
 
 
@@ -46,13 +46,16 @@ class PipelineResult:
 def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path | None = None,
                  bench_dir: str | Path | None = None, duration_s: float = DEFAULT_DURATION_S,
                  progress: Any = None) -> PipelineResult:
-    """Export ``model``, validate every available runtime against Paddle, then a short bench."""
+    """Export ``model``, validate every available runtime against Paddle, build the FP16
+    engine where a TensorRT backend is installed, then a short bench."""
+    # every argument is checked before the export starts
+    config = BenchConfig.resolve([model], runtime=runtime, precisions=[FP32],
+                                 batch_sizes=DEFAULT_BATCH_SIZES, duration_s=duration_s)
+    if out_dir is not None:
+        ExportDir(out_dir).check_replaceable()
     exported = export_onnx(model, out_dir=out_dir, fp16=True)
-    checked = validate(exported.path, batch_sizes=PIPELINE_BATCH_SIZES)
+    checked = validate(exported.path, batch_sizes=DEFAULT_BATCH_SIZES)
     engine = build_fp16_engine(exported)
-    config = BenchConfig.resolve([exported.manifest["model"]], runtime=runtime,
-                                 precisions=["fp32"], batch_sizes=PIPELINE_BATCH_SIZES,
-                                 duration_s=duration_s)
     # beside the export, not in it: an export folder holds only what its manifest lists
     bench_dir = bench_dir or exported.path.parent / "bench" / exported.path.name
     timed = run_bench(config, bench_dir, progress=progress,
@@ -98,7 +101,7 @@ def summary(result: PipelineResult) -> str:
         lines.append(f"- {warning}")
     lines += ["", "TensorRT engine (FP16): " + _engine_line(result.engine)]
     lines += ["", f"Timing ({result.bench.runtime}, measured beside PaddleClas's published "
-              "T4 figures):", "", tables.markdown_table(result.bench.records, "t4"),
+              "T4 figures):", "", tables.markdown_table(result.bench.records, DEFAULT_TABLE),
               "", f"Bench files: {', '.join(str(p) for p in result.bench.files.values())}"]
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UsageError
+from core.errors import UsageError, first_line
 from core.provenance import sha256_array, write_atomic
 
 FORMAT = "crossrt-run-results"
@@ -184,8 +184,7 @@ def load_results(path: str | Path) -> SavedResults:
             extra = pjson.from_json(json.dumps(extra)) if extra is not None else None
         return _from_polygraphy(run_results, extra)
     except (PolygraphyException, KeyError, TypeError, ValueError, IndexError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{source} holds broken run results ({detail}); "
+        raise UsageError(f"{source} holds broken run results ({first_line(exc)}); "
                          f"save them again with --save-outputs") from None
 
 

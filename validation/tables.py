@@ -15,13 +15,11 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from core.spec import BATCH_SIZES, ModelSpec
+from core.spec import BATCH_SIZES, LATENCY_TABLES, ModelSpec, Precision
 from exporter.specs import SPECS, get_spec
 from validation.timing import NOISY_CV
 
 MISSING = "-"
-TABLE_TITLES = {"t4": "T4 GPU (PaddleClas)", "v100": "V100 GPU (PaddleClas)"}
-TABLE_PRECISIONS = {"t4": ("fp16", "fp32"), "v100": ("fp32",)}  # the columns each table has
 _LATENCY_KEYS = ("min", "median", "mean", "p90", "p99", "max")
 CSV_COLUMNS = (
     "model", "family", "runtime", "table", "precision", "precision_used", "batch_size", "status",
@@ -73,9 +71,9 @@ def cell_text(record: Record | None, published: float | None) -> str:
 def columns(table: str, records: Iterable[Record]) -> list[tuple[str, int]]:
     """(precision, batch size) columns: PaddleClas's, plus any other the records hold."""
     records = list(records)
-    precisions = set(TABLE_PRECISIONS[table]) | {r["precision"] for r in records}
+    precisions = set(LATENCY_TABLES[table].precisions) | {r["precision"] for r in records}
     batch_sizes = set(BATCH_SIZES) | {r["batch_size"] for r in records}
-    return [(p, b) for p in ("fp16", "fp32") if p in precisions for b in sorted(batch_sizes)]
+    return [(p, b) for p in Precision if p in precisions for b in sorted(batch_sizes)]
 
 
 def markdown_table(records: Sequence[Record], table: str = "t4") -> str:
@@ -149,7 +147,7 @@ def markdown_report(doc: dict[str, Any]) -> str:
     parts = [
         f"# crossrt bench: {doc['runtime']}, {table.upper()} layout\n",
         f"Median latency per batch (ms) measured on this machine, beside the published "
-        f"{TABLE_TITLES[table]} figure and the ratio measured / published: "
+        f"{LATENCY_TABLES[table].title} figure and the ratio measured / published: "
         f"`measured (published, ×ratio)`; {MISSING} where not run, failed or not published.\n",
         markdown_table(records, table),
         f"**Method:** {doc['method_text']}.\n",

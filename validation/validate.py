@@ -9,47 +9,93 @@ that part from their reference. Nothing here prints: the CLI renders the returne
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import runtimes
 from core import provenance
+from core.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
 from core.errors import UsageError
-from core.graphs import read_onnx
 from core.layout import ExportDir
 from core.log import log
-from core.preprocess import (batches, check_batch_fits, load_images, preprocess,
-                                 random_inputs)
-from core.spec import ModelSpec
+from core.preprocess import batches, check_batch_fits, load_images, preprocess, random_inputs
+from core.spec import FP16, FP32, ModelSpec, Precision
 from exporter.specs import get_spec
-from core.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
 from validation.report import ComparisonRecord, ReportContext
+from validation.targets import Participant, choose_reference, participants, resolve_target
 
-DEFAULT_BATCH_SIZES = (1, 4)
+DEFAULT_BATCH_SIZES = (1, 4)  # one photograph at a time, and a batch of them
+_NOTHING_TO_COMPARE = ("nothing to compare: name a runtime other than the reference "
+                       "(--runtimes) or saved outputs (--load-outputs)")
 
+Feeds = dict[int, list[tuple[Any, dict[str, np.ndarray]]]]  # batch size -> (names, feed)...
+Outputs = dict[int, list[dict[str, np.ndarray]]]  # batch size -> outputs per feed
 
 
 @dataclass(frozen=True)
-class Participant:
-    """One runner in the comparison: a runtime kind at a precision."""
+class ValidationRequest:
+    """One ``crossrt validate``, typed; :meth:`check` refuses bad fields before any work.
 
-    kind: str
-    precision: str = "fp32"
+    ``atol``/``rtol``/``check_error_stat``/``min_top1_agreement`` override the FP32 gate (FP16
+    graphs keep their looser atol/rtol); ``localize`` None localises failures, True also
+    passing runs, False never.
+    """
 
-    @property
-    def localizable(self) -> bool:
-        """Its graph's tensors can be marked as outputs (an ONNX Runtime runner)."""
-        from runtimes.factory import runner_class
+    target: str | Path  # an export folder or a model name
+    runtimes: tuple[str, ...] | None = None  # None: every one available here
+    reference: str | None = None  # None: Paddle Inference, else ONNX Runtime CPU
+    atol: float | None = None
+    rtol: float | None = None
+    check_error_stat: str | None = None
+    min_top1_agreement: float | None = None
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    images: Path | None = None  # None: the bundled photographs
+    random: int = 0
+    seed: int = 0
+    save_outputs: Path | None = None
+    load_outputs: tuple[Path, ...] = ()
+    fp16: bool = False
+    localize: bool | None = None
 
-        return runner_class(self.kind).localizable
+    def __post_init__(self) -> None:  # lists and strings from callers become the typed fields
+        for name, kind in (("runtimes", tuple), ("batch_sizes", tuple)):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+        for name in ("images", "save_outputs"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        object.__setattr__(self, "load_outputs", tuple(Path(p) for p in self.load_outputs))
 
-    @property
-    def label(self) -> str:
-        return self.kind if self.precision == "fp32" else f"{self.kind}-{self.precision}"
+    def tolerance(self, precision: Precision) -> Tolerance:
+        """The gate at ``precision``: --atol/--rtol set the FP32 one; FP16 graphs keep their
+        own looser numbers (FP16 logits never meet an FP32 atol while predictions stay)."""
+        overrides = {"check_error_stat": self.check_error_stat,
+                     "min_top1_agreement": self.min_top1_agreement}
+        if precision == FP32:
+            overrides.update(atol=self.atol, rtol=self.rtol)
+        return tolerance_for(precision, **overrides)  # type: ignore[arg-type]
+
+    def check(self) -> None:
+        """Every field, before any export or runtime starts."""
+        for precision in Precision:
+            self.tolerance(precision)
+        if not self.batch_sizes:
+            raise UsageError("--batch-sizes is empty; give at least one, e.g. --batch-sizes 1,4")
+        if bad := [b for b in self.batch_sizes if b < 1]:
+            raise UsageError(f"batch sizes must be at least 1, got {bad[0]}")
+        if self.random < 0:
+            raise UsageError(f"--random must be 0 or more, got {self.random}")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be 0 or more, got {self.seed}")
+        if self.images is not None and not self.images.is_dir():
+            what = "is a file, not a folder" if self.images.exists() else "does not exist"
+            raise UsageError(f"image folder {self.images} {what}; pass a folder of JPEG/PNG files")
+        for path in self.load_outputs:
+            provenance.input_file(path, "saved outputs", "pass a file written by --save-outputs "
+                                  "(or an export's reference.npz)")
 
 
 @dataclass(frozen=True)
@@ -63,197 +109,82 @@ class ValidationRun:
         return bool(self.records) and all(record.result for record in self.records)
 
 
-def validate(target: str | Path, *, runtimes: Sequence[str] | None = None,
-             reference: str | None = None, atol: float | None = None,
-             rtol: float | None = None, check_error_stat: str | None = None,
-             min_top1_agreement: float | None = None,
-             batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, images: str | Path | None = None,
-             random: int = 0, seed: int = 0, save_outputs: str | Path | None = None,
-             load_outputs: Sequence[str | Path] = (), fp16: bool = False,
-             localize: bool | None = None) -> ValidationRun:
-    """Compare runtimes on ``target`` (an export folder or a model name) against a reference.
-
-    ``localize`` None localises failures, True also forces it on passing runs, False never.
-    """
-    # every argument is checked before any work (an export, a runtime) starts
-    overrides = {"atol": atol, "rtol": rtol, "check_error_stat": check_error_stat,
-                 "min_top1_agreement": min_top1_agreement}
-    for precision in ("fp32", "fp16"):
-        _tolerance(precision, overrides)
-    _check_arguments(batch_sizes, random, seed, images, load_outputs)
-    ref = _reference(reference)
-    chosen = _participants(runtimes, ref, fp16, bool(load_outputs))
-    export_dir, manifest, warnings = _resolve_target(target, fp16)
+def validate(request: ValidationRequest | str | Path, **options: Any) -> ValidationRun:
+    """Compare runtimes on a target against a reference: a :class:`ValidationRequest`, or its
+    target with the request's fields as keywords (``validate("EfficientNetB0", random=2)``)."""
+    if not isinstance(request, ValidationRequest):
+        request = ValidationRequest(request, **options)
+    request.check()
+    ref = choose_reference(request.reference)
+    chosen = participants(request.runtimes, ref, request.fp16)
+    if not chosen and not request.load_outputs:
+        raise UsageError(_NOTHING_TO_COMPARE)
+    export_dir, manifest, warnings = resolve_target(request.target, request.fp16)
     spec = get_spec(manifest["model"])
-    for batch_size in batch_sizes:
-        check_batch_fits(spec, batch_size)
-    names, samples = _inputs(spec, images, random, seed)
-    loaded = [_load_saved(path, spec) for path in load_outputs]
-    feeds = {bs: [(chunk_names, {spec.input_name: chunk}) for chunk_names, chunk in
-                  zip(batches(np.array(names), bs), batches(samples, bs))]
-             for bs in sorted(set(batch_sizes))}
+    names, feeds = _feeds(spec, request)
+    loaded = [_load_saved(path, spec) for path in request.load_outputs]
     outputs = {p: _run(p, export_dir, feeds) for p in [ref, *chosen]}
     reference_out = {bs: _concat(runs) for bs, runs in outputs[ref].items()}
     if (warning := degenerate_reference(reference_out[min(feeds)])) is not None:
         warnings.append(warning)
-    records = []
-    for participant in chosen:
-        tolerance = _tolerance(participant.precision, overrides)
-        localized = False  # once per runtime: every batch size runs the same graph
-        for bs, runs in outputs[participant].items():
-            result = compare_outputs(reference_out[bs], _concat(runs), tolerance)
-            localization = None
-            wanted = localize or (localize is None and not result)
-            if participant.localizable and wanted and not localized:
-                log.info(f"localising {participant.label} at batch {bs}")
-                localization = _localize(participant, export_dir, feeds[bs][0][1], tolerance)
-                localized = True
-            records.append(ComparisonRecord(participant.label, bs, result, "live", localization))
+    records = [record for participant in chosen for record in _live_records(
+        request, participant, outputs[participant], reference_out, export_dir, feeds)]
     for path, saved_run in loaded:
         records += _loaded_records(path, saved_run, spec, names, reference_out, feeds,
-                                   _tolerance("fp32", overrides), ref.label)
+                                   request.tolerance(FP32), ref.label)
     if not records:
         raise UsageError(_NOTHING_TO_COMPARE)
-    saved = None
-    if save_outputs is not None:
-        saved = _save(save_outputs, spec, feeds, outputs, names, random, seed, images)
+    saved = None if request.save_outputs is None else \
+        _save(request, spec, feeds, outputs, names)
     context = ReportContext(
         model=spec.name, reference=ref.label, weights=manifest.get("weights", {}),
         inputs={"photos": [n for n in names if not n.startswith("random:")],
-                "images": str(images) if images else "bundled (scikit-image)",
-                "random": random, "seed": seed, "batch_sizes": sorted(feeds)},
-        versions=provenance.tool_versions(), target=str(export_dir), warnings=tuple(warnings))
+                "images": str(request.images) if request.images else "bundled (scikit-image)",
+                "random": request.random, "seed": request.seed, "batch_sizes": sorted(feeds)},
+        versions=runtimes.tool_versions(), target=str(export_dir), warnings=tuple(warnings))
     return ValidationRun(tuple(records), context, saved)
 
 
-_NOTHING_TO_COMPARE = ("nothing to compare: name a runtime other than the reference "
-                       "(--runtimes) or saved outputs (--load-outputs)")
-
-
-def _check_arguments(batch_sizes: Sequence[int], random: int, seed: int,
-                     images: str | Path | None, load_outputs: Sequence[str | Path]) -> None:
-    if not batch_sizes:
-        raise UsageError("--batch-sizes is empty; give at least one, e.g. --batch-sizes 1,4")
-    if bad := [b for b in batch_sizes if b < 1]:
-        raise UsageError(f"batch sizes must be at least 1, got {bad[0]}")
-    if random < 0:
-        raise UsageError(f"--random must be 0 or more, got {random}")
-    if seed < 0:
-        raise UsageError(f"--seed must be 0 or more, got {seed}")
-    if images is not None and not Path(images).is_dir():
-        what = "is a file, not a folder" if Path(images).exists() else "does not exist"
-        raise UsageError(f"image folder {images} {what}; pass a folder of JPEG/PNG files")
-    for path in load_outputs:
-        provenance.input_file(path, "saved outputs", "pass a file written by --save-outputs "
-                              "(or an export's reference.npz)")
-
-
-def _tolerance(precision: str, overrides: dict[str, Any]) -> Tolerance:
-    """--atol/--rtol set the FP32 gate; FP16 graphs keep their own looser numbers (FP16
-    logits never meet an FP32 atol while the predictions stay the same)."""
-    if precision != "fp32":
-        overrides = {k: v for k, v in overrides.items() if k not in ("atol", "rtol")}
-    return tolerance_for(precision, **overrides)
-
-
-def _resolve_target(target: str | Path, fp16: bool) -> tuple[Path, dict[str, Any], list[str]]:
-    """The export folder, its manifest, and a warning per graph edited since export.
-
-    A model name means its default export folder: validated as it is when it exists (whatever
-    its weights), exported first when it does not."""
-    from exporter.export import default_export
-    from core.layout import MANIFEST_FILE
-
-    folder = ExportDir(target)
-    if not folder.path.exists() and _looks_like_path(str(target)):
-        raise UsageError(f"export folder {target} does not exist; export one with crossrt "
-                         "export-onnx MODEL --out DIR, or pass a model name")
-    if folder.path.exists() and not folder.is_export():
-        raise UsageError(f"{folder.path} is not a crossrt export (no {MANIFEST_FILE}); run "
-                         "crossrt export-onnx first or pass a model name")
-    if not folder.path.exists():
-        folder = ExportDir(default_export(str(target), fp16=fp16))
-    manifest = folder.manifest()
-    if fp16 and not folder.onnx_path(fp16=True).is_file():
-        raise UsageError(f"{folder.path} has no {folder.onnx_path(fp16=True).name}; export it "
-                         f"with crossrt export-onnx {manifest['model']} --out {folder.path} "
-                         "--fp16 --force, or leave out --fp16")
-    warnings = []
-    for name in folder.edited_files(manifest, suffix=".onnx"):
-        if (folder.path / name).is_file():
-            read_onnx(folder.path / name)  # an edited graph must still parse
-            warnings.append(f"{name} no longer matches the manifest's sha256 (edited after "
-                            "export?); validating it as it is now")
-    return folder.path, manifest, warnings
-
-
-def _looks_like_path(target: str) -> bool:
-    return os.sep in target or "/" in target or target.startswith(".")
-
-
-def _inputs(spec: ModelSpec, images: str | Path | None, random: int, seed: int,
-            ) -> tuple[list[str], np.ndarray]:
-    photos = load_images(images)
+def _feeds(spec: ModelSpec, request: ValidationRequest) -> tuple[list[str], Feeds]:
+    """The sample names, and the inputs batched to each batch size (the last batch filled by
+    cycling samples)."""
+    for batch_size in request.batch_sizes:
+        check_batch_fits(spec, batch_size)
+    photos = load_images(request.images)
     names = [name for name, _ in photos]
     tensors = [preprocess(image, spec) for _, image in photos]
-    if random < 0:
-        raise UsageError(f"--random must be 0 or more, got {random}")
-    if random:
-        names += [f"random:seed={seed}:{i}" for i in range(random)]
-        tensors += list(random_inputs(spec, random, seed))
-    return names, np.stack(tensors)
+    if request.random:
+        names += [f"random:seed={request.seed}:{i}" for i in range(request.random)]
+        tensors += list(random_inputs(spec, request.random, request.seed))
+    samples = np.stack(tensors)
+    return names, {bs: [(chunk_names, {spec.input_name: chunk}) for chunk_names, chunk in
+                        zip(batches(np.array(names), bs), batches(samples, bs))]
+                   for bs in sorted(set(request.batch_sizes))}
 
 
-def _reference(reference: str | None) -> Participant:
-    """Paddle Inference when it is installed (the ground truth), else ONNX Runtime CPU FP32."""
-    import runtimes
-    from runtimes.factory import require_available
-
-    if reference is None:
-        reference = "paddle" if runtimes.is_available("paddle")[0] else "onnxruntime"
-    require_available(reference)
-    return Participant(reference)
-
-
-def participants(requested: Sequence[str] | None, ref: Participant,
-                 fp16: bool) -> list[Participant]:
-    """The runtimes beside the reference: ``requested`` (each must be available here), else
-    every one available here; with ``fp16`` also each that runs FP16 (the FP16 graph, or
-    engine), as its runner class declares."""
-    import runtimes
-    from runtimes.factory import require_available, runner_class
-
-    if requested is not None:
-        kinds = list(dict.fromkeys(requested))
-        for kind in kinds:
-            require_available(kind)
-    else:
-        kinds = [k for k in runtimes.RUNNER_KINDS if runtimes.is_available(k)[0]]
-    chosen = [Participant(k) for k in kinds if Participant(k) != ref]
-    if fp16:
-        chosen += [Participant(k, "fp16") for k in kinds if runner_class(k).runs_fp16]
-    return chosen
-
-
-def _participants(requested: Sequence[str] | None, ref: Participant, fp16: bool,
-                  loaded: bool) -> list[Participant]:
-    """:func:`participants`, of which there must be some (or ``loaded`` saved outputs)."""
-    chosen = participants(requested, ref, fp16)
-    if not chosen and not loaded:
-        raise UsageError(_NOTHING_TO_COMPARE)
-    return chosen
-
-
-def _run(participant: Participant, export_dir: Path,
-         feeds: dict[int, list[tuple[Any, dict[str, np.ndarray]]]],
-) -> dict[int, list[dict[str, np.ndarray]]]:
-    import runtimes
-
-    options = {"fp16": True} if participant.precision == "fp16" else {}
-    log.info(f"loading {participant.label}")
-    with runtimes.create_runner(participant.kind, export_dir, **options) as runner:
+def _run(participant: Participant, export_dir: Path, feeds: Feeds) -> Outputs:
+    with participant.open(export_dir) as runner:
         log.info(f"running {participant.label}")
         return {bs: [runner.infer(feed) for _, feed in chunks] for bs, chunks in feeds.items()}
+
+
+def _live_records(request: ValidationRequest, participant: Participant, outputs: Outputs,
+                  reference_out: dict[int, dict[str, np.ndarray]], export_dir: Path,
+                  feeds: Feeds) -> list[ComparisonRecord]:
+    """One runtime against the reference at every batch size; localised once where wanted
+    (every batch size runs the same graph)."""
+    tolerance = request.tolerance(participant.precision)
+    records, localized = [], False
+    for bs, runs in outputs.items():
+        result = compare_outputs(reference_out[bs], _concat(runs), tolerance)
+        localization = None
+        wanted = request.localize or (request.localize is None and not result)
+        if participant.runner.localizable and wanted and not localized:
+            log.info(f"localising {participant.label} at batch {bs}")
+            localization = _localize(participant, export_dir, feeds[bs][0][1], tolerance)
+            localized = True
+        records.append(ComparisonRecord(participant.label, bs, result, "live", localization))
+    return records
 
 
 def _concat(runs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -263,16 +194,15 @@ def _concat(runs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def _localize(participant: Participant, export_dir: Path, feed: dict[str, np.ndarray],
               tolerance: Tolerance) -> Any:
     """Where the graph parts from its reference, chosen by what can differ (see localize)."""
-    import runtimes
     from validation.localize import localize
 
     one = {name: value[:1] for name, value in feed.items()}  # one failing sample suffices
     folder = ExportDir(export_dir)
     onnx_path = folder.onnx_path()
-    if participant.precision == "fp16":
+    if participant.precision == FP16:
         return localize(folder.onnx_path(fp16=True), one, tolerance,
                         reference_model_path=onnx_path)
-    if participant.kind == "onnxruntime":  # the graph itself differs from Paddle
+    if participant.runner.runs_graph_as_written:  # the graph itself differs from Paddle
         return localize(onnx_path, one, tolerance, paddle_program=folder.paddle_program())
     return localize(onnx_path, one, tolerance,
                     test_runner_factory=lambda path: runtimes.create_runner(participant.kind, path))
@@ -288,8 +218,7 @@ def _load_saved(path: str | Path, spec: ModelSpec) -> tuple[Path, Any]:
 
 
 def _loaded_records(path: Path, saved: Any, spec: ModelSpec, names: list[str],
-                    reference_out: dict[int, dict[str, np.ndarray]],
-                    feeds: dict[int, list[tuple[Any, dict[str, np.ndarray]]]],
+                    reference_out: dict[int, dict[str, np.ndarray]], feeds: Feeds,
                     tolerance: Tolerance, ref_label: str) -> list[ComparisonRecord]:
     """Saved outputs join the comparison: on our exact inputs when they were computed on them
     (replayed per batch), else matched by photo name (a deployment's own preprocessing)."""
@@ -319,18 +248,18 @@ def _loaded_records(path: Path, saved: Any, spec: ModelSpec, names: list[str],
     return records
 
 
-def _save(path: str | Path, spec: ModelSpec,
-          feeds: dict[int, list[tuple[Any, dict[str, np.ndarray]]]],
-          outputs: dict[Participant, dict[int, list[dict[str, np.ndarray]]]],
-          names: list[str], random: int, seed: int, images: str | Path | None) -> Path:
+def _save(request: ValidationRequest, spec: ModelSpec, feeds: Feeds,
+          outputs: dict[Participant, Outputs], names: list[str]) -> Path:
     from validation.results import SavedIteration, SavedResults, SavedRun, save_results
 
+    assert request.save_outputs is not None
     order = [(bs, i) for bs in sorted(feeds) for i in range(len(feeds[bs]))]
     iterations = tuple(SavedIteration.from_feed(feeds[bs][i][1], list(feeds[bs][i][0]))
                        for bs, i in order)
     runs = tuple(SavedRun(runner=p.label, outputs=tuple(runs[bs][i] for bs, i in order),
                           precision=p.precision) for p, runs in outputs.items())
-    return save_results(path, SavedResults(
+    return save_results(request.save_outputs, SavedResults(
         runs=runs, iterations=iterations, model=spec.name,
-        inputs={"photos": names, "images": str(images or "bundled"), "random": random,
-                "seed": seed}, metadata={"tools": provenance.tool_versions()}))
+        inputs={"photos": names, "images": str(request.images or "bundled"),
+                "random": request.random, "seed": request.seed},
+        metadata={"tools": runtimes.tool_versions()}))
