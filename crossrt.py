@@ -17,7 +17,6 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from core.errors import CheckFailed, CrossrtError, RuntimeFault, Terminated, UsageError
@@ -113,7 +112,8 @@ def _export_args(parser: argparse.ArgumentParser) -> None:
                         "model: inference.json / legacy inference.pdmodel, or its folder")
     parser.add_argument("--out", metavar="DIR", help="export folder (default artifacts/MODEL)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                        help=f"ONNX opset, {OPSETS.start} to {OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+                        help=f"ONNX opset, {OPSETS.start} to {OPSETS.stop - 1} "
+                        f"(default {DEFAULT_OPSET})")
     parser.add_argument("--fp16", action="store_true",
                         help="also write model.fp16.onnx (FP16 weights, FP32 inputs/outputs)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
@@ -418,7 +418,8 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
                         "(default: the best available)")
     parser.add_argument("--out", metavar="DIR", help="export folder (default artifacts/MODEL)")
     parser.add_argument("--duration-s", type=float, default=DEFAULT_DURATION_S,
-                        help=f"least measuring time per bench cell (default {DEFAULT_DURATION_S:g})")
+                        help="least measuring time per bench cell "
+                        f"(default {DEFAULT_DURATION_S:g})")
 
 
 def _pipeline(args: argparse.Namespace) -> int:

@@ -87,7 +87,8 @@ def zoo(models: list[str], exports: Path, out: Path) -> None:
                 sidecar_path(engine).unlink()
             else:
                 record["error"] = err
-            engine.parent.rmdir() if engine.parent.exists() and not any(engine.parent.iterdir()) else None
+            (engine.parent.rmdir() if engine.parent.exists() and not any(engine.parent.iterdir())
+             else None)
             results.append(record)
             results_path.write_text(json.dumps(results, indent=1) + "\n")
             print(json.dumps(record), flush=True)
@@ -107,7 +108,8 @@ def render(results: list[dict]) -> str:
                          f"{r['plan_mb']:.1f} | {r['peak_rss_mb']} | {r['fp16_layers']} / "
                          f"{r['fp32_layers']} |")
         else:
-            lines.append(f"| {r['model']} | {r['precision'].upper()} | failed: {r.get('error')} | | | |")
+            lines.append(f"| {r['model']} | {r['precision'].upper()} | "
+                         f"failed: {r.get('error')} | | | |")
     backend = next((r["backend"] for r in results if r.get("backend")), "")
     return "\n".join(lines) + f"\n\nBuilt with {backend} on this CPU machine (no GPU); peak RSS " \
         "of the whole `crossrt build-engine` process.\n"
@@ -169,7 +171,8 @@ if __name__ == "__main__":
     if args.what == "zoo":
         from exporter.specs import SPECS
 
-        by_cost = sorted(SPECS, key=lambda n: (SPECS[n].published.params_m or 0) * SPECS[n].crop_size ** 2)
+        by_cost = sorted(SPECS, key=lambda n: (SPECS[n].published.params_m or 0)
+                         * SPECS[n].crop_size ** 2)
         zoo(args.models or by_cost, args.exports, args.out)  # cheapest first: results come early
     else:
         overhead(args.model, args.rounds)

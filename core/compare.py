@@ -95,9 +95,11 @@ def tolerance_for(precision: str = FP32, *, atol: float | None = None,
                   min_top1_agreement: float | None = None,
                   error_quantile: float | None = None) -> Tolerance:
     """The precision's default tolerance with every option that is not None overriding it."""
-    if precision not in DEFAULT_TOLERANCES:
+    try:
+        precision = Precision(precision)
+    except ValueError:
         raise UsageError(f"unknown precision {precision!r}; choose one of "
-                         f"{', '.join(DEFAULT_TOLERANCES)}")
+                         f"{', '.join(DEFAULT_TOLERANCES)}") from None
     given = {"atol": atol, "rtol": rtol, "check_error_stat": check_error_stat,
              "min_top1_agreement": min_top1_agreement, "error_quantile": error_quantile}
     overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
@@ -276,7 +278,8 @@ def _compare_one(name: str, ref: np.ndarray, test: np.ndarray, tol: Tolerance,
                   "test_nan": int(np.isnan(test_values).sum()),
                   "test_inf": int(np.isinf(test_values).sum()),
                   "nonfinite_mismatches": int(nonfinite_bad.sum())}
-        ref_finite, test_finite = np.where(finite, ref_values, 0.0), np.where(finite, test_values, 0.0)
+        ref_finite, test_finite = (np.where(finite, ref_values, 0.0),
+                                   np.where(finite, test_values, 0.0))
 
     def where_finite(values: np.ndarray) -> np.ndarray:
         return values.ravel() if finite is None else values[finite]

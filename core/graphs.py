@@ -42,7 +42,8 @@ def read_onnx(path: str | Path) -> Any:
         return onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
         raise UsageError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
-                         f"{first_line(exc, limit=120)}); export it again or restore the file") from None
+                         f"{first_line(exc, limit=120)}); export it again or "
+                         "restore the file") from None
 
 
 def save_onnx(graph: onnx.ModelProto, path: Path) -> None:

@@ -7,6 +7,7 @@ command's output (tables, JSON). A program using the API sees them through ``log
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -18,10 +19,9 @@ class _Stderr(logging.Handler):
     """``crossrt: message`` on whatever ``sys.stderr`` is at the time (tests swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        # a closed or full stderr must not end the run
+        with contextlib.suppress(OSError, ValueError):
             print(f"crossrt: {record.getMessage()}", file=sys.stderr, flush=True)
-        except (OSError, ValueError):  # a closed or full stderr must not end the run
-            pass
 
 
 def show_on_stderr() -> None:

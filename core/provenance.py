@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -23,10 +24,8 @@ def installed_versions(names: tuple[str, ...]) -> dict[str, str]:
     """Installed versions of the given distributions (absent ones are left out), no imports."""
     versions = {}
     for name in names:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 

@@ -24,7 +24,8 @@ class Precision(str, Enum):
 
     @classmethod
     def parse(cls, text: str) -> Precision:
-        """``fp16`` / ``FP16`` -> Precision.FP16; anything else is a ValueError naming the choices."""
+        """``fp16`` / ``FP16`` -> Precision.FP16; anything else is a ValueError naming the
+        choices."""
         try:
             return cls(text.strip().lower())
         except ValueError:

@@ -31,13 +31,19 @@ counts 0.714G.
 The Fix model's FLOPs are counted at its 320x320 input. Everything is computed from the network
 itself: the model is built as a static program (shapes inferred by Paddle, no weight is ever
 materialised, so even the 828M-parameter model counts in seconds) and its ops are walked.
+The registry's counts are kept in ``exporter/zoo/counts.json`` (written by
+``scripts/write_zoo_counts.py``, proven against a fresh count by the slow tests), so that
+``crossrt zoo`` answers without Paddle; a network whose key is not there is counted.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -89,8 +95,46 @@ def agrees_with_published(computed: float, published: float) -> bool:
     return abs(computed - published) <= max(0.005 * abs(published), 0.5 * 10.0 ** -decimals)
 
 
+COUNTS_FILE = Path(__file__).resolve().parent / "zoo" / "counts.json"
+COUNTS_FORMAT = "crossrt-zoo-counts/1"
+
+
+def network_key(spec: ModelSpec) -> str:
+    """What the counts of a spec depend on: its network (family, builder arguments, classes)
+    and its input size. Any change to these misses the committed counts, so they are counted."""
+    facts = [spec.family, [list(arg) for arg in spec.builder_args], spec.num_classes,
+             spec.crop_size, spec.input_name]
+    return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
+
+
 @functools.cache
+def _committed() -> dict[str, Tally]:
+    try:
+        document = json.loads(COUNTS_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(document, dict) or document.get("format") != COUNTS_FORMAT:
+        return {}
+    return {key: Tally(**{**entry["tally"], "output_shape": tuple(entry["tally"]["output_shape"])})
+            for key, entry in document.get("counts", {}).items()}
+
+
 def tally_ops(spec: ModelSpec) -> Tally:
+    """``spec``'s counts: the committed ones for its network, else counted by :func:`count_ops`."""
+    return _committed().get(network_key(spec)) or count_ops(spec)
+
+
+def counts_document() -> dict[str, Any]:
+    """Every registry model counted afresh, as ``exporter/zoo/counts.json`` holds them."""
+    from exporter.specs import SPECS
+
+    counts = {network_key(spec): {"model": spec.name, "tally": asdict(count_ops(spec))}
+              for spec in SPECS.values()}
+    return {"format": COUNTS_FORMAT, "counts": counts}
+
+
+@functools.cache
+def count_ops(spec: ModelSpec) -> Tally:
     """Build ``spec``'s model as a static program at batch 1 and walk its ops.
 
     Paddle infers every shape while building the program; no weight is allocated (the

@@ -23,7 +23,6 @@ difference named unless ``force``, and a folder holding anything else is never r
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -41,12 +40,26 @@ import numpy as np
 import runtimes
 from core import graphs, provenance
 from core.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
-from core.errors import (CheckFailed, DependencyError, ExportError, Terminated, UsageError,
-                         first_line)
+from core.errors import (
+    CheckFailed,
+    DependencyError,
+    ExportError,
+    Terminated,
+    UsageError,
+    first_line,
+)
+from core.layout import (
+    FP16_FILE,
+    GOLDEN_FILE,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    PADDLE2ONNX_LOG,
+    PADDLE_PARAMS_SUFFIX,
+    PADDLE_PROGRAM_STEM,
+    ExportDir,
+    find_paddle_program,
+)
 from core.log import log
-from core.layout import (FP16_FILE, GOLDEN_FILE, MANIFEST_FILE, ONNX_FILE,
-                             PADDLE2ONNX_LOG, PADDLE_PARAMS_SUFFIX, PADDLE_PROGRAM_STEM,
-                             ExportDir, find_paddle_program)
 from core.preprocess import photo_batch, random_inputs
 from core.spec import ModelSpec
 from exporter.specs import get_spec
@@ -298,7 +311,8 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
         "inputs": [graphs.io_record(v) for v in converted.graph.graph.input],
         "outputs": [graphs.io_record(v) for v in converted.graph.graph.output],
         "preprocessing": spec.preprocessing(),
-        "nodes": {"paddle2onnx": converted.nodes_before, ONNX_FILE: len(converted.graph.graph.node)},
+        "nodes": {"paddle2onnx": converted.nodes_before,
+                  ONNX_FILE: len(converted.graph.graph.node)},
         "simplified": request["simplify"], "simplify_max_abs_error": simplify_error,
         "check": check, "fp16": fp16_check,
         "tools": runtimes.tool_versions(), "seconds": step.seconds,
@@ -316,7 +330,8 @@ def _convert_whole(step: _Steps, spec: ModelSpec, request: dict[str, Any], sourc
     program is named as such, not by ONNX."""
     with step("reference", f"{spec.name}: computing Paddle reference outputs"):
         reference = _paddle_reference(spec, source, feed)
-    with step("paddle2onnx", f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"):
+    with step("paddle2onnx",
+              f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"):
         graph = _paddle2onnx(source.program, source.params, request["opset"],
                              stage / PADDLE2ONNX_LOG)
         _name_io(graph, spec)
@@ -397,7 +412,8 @@ def _paddle_program(folder: Path, spec: ModelSpec, weights: str | Path | None,
 
     layer, weights_record = load_model(spec, weights, seed=seed)
     if weights_record.get("kind") == "synthetic":
-        log.info(f"{spec.name}: using synthetic weights (seed {seed}); pass --weights for real ones")
+        log.info(f"{spec.name}: using synthetic weights (seed {seed}); "
+                 "pass --weights for real ones")
     spec_in = paddle.static.InputSpec([None, *spec.input_shape], "float32", name=spec.input_name)
     paddle.jit.save(layer, str(folder / PADDLE_PROGRAM_STEM), input_spec=[spec_in])
     program = find_paddle_program(folder)
@@ -447,8 +463,8 @@ def _paddle_reference(spec: ModelSpec, source: _Source, feed: np.ndarray) -> np.
     except (Exception, SystemExit) as exc:  # paddle raises RuntimeError, ValueError, ...
         if given is None:  # the program paddle.jit.save just wrote: the disk failed it
             raise ExportError(f"Paddle cannot read back the program it saved for {spec.name} "
-                              f"({first_line(exc, named=True)}); check the free space beside the export "
-                              "folder and export again") from exc
+                              f"({first_line(exc, named=True)}); check the free space beside "
+                              "the export folder and export again") from exc
         raise UsageError(f"Paddle cannot run {given[0]} with {given[1].name} as {spec.name}: "
                          f"{first_line(exc, named=True)}; pass a complete Paddle inference "
                          f"model of {spec.name} (program and weights exported together)"

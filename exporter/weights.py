@@ -214,7 +214,8 @@ def load_checkpoint(model: nn.Layer, path: str | Path, model_name: str = "this m
         state = paddle.load(str(path))
     except Exception as error:  # garbage makes paddle.load raise many types; all mean this
         raise WeightsError(f"{path} is not a readable Paddle checkpoint ({type(error).__name__}: "
-                           f"{first_line(error, limit=120)}); pass a PaddleClas *_pretrained.pdparams file"
+                           f"{first_line(error, limit=120)}); pass a PaddleClas "
+                           "*_pretrained.pdparams file"
                            ) from error
     if not isinstance(state, dict) or not state:
         raise WeightsError(f"{path} holds {type(state).__name__!r}, not a state_dict; pass a "

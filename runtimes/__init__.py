@@ -10,8 +10,7 @@ runtime is imported by the runner that uses it, when it is activated.
     ...     outputs = runner.infer({"x": batch})
 """
 
-from runtimes.availability import (RUNNER_KINDS, availability, is_available, preferred,
-                                   tool_versions)
+from runtimes.availability import RUNNER_KINDS, availability, is_available, preferred, tool_versions
 from runtimes.base import InputSpec, Runner, check_feed
 from runtimes.factory import create_runner, resolve_target
 

@@ -27,7 +27,7 @@ RUNNERS = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def runner_classes() -> dict[str, type[Runner]]:
     """Kind -> runner class (importing a runner module imports no runtime)."""
     classes = {}

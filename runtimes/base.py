@@ -249,7 +249,8 @@ class Runner(BaseRunner):
         """Host copies of the outputs of the last ``run_bound`` (checks the fast path)."""
         self._require_active("fetch outputs")
         if not self._ran_bound:
-            raise UsageError(f"runner {self.name}: call bind(feed) and run_bound() before fetch_bound()")
+            raise UsageError(f"runner {self.name}: call bind(feed) and run_bound() "
+                             "before fetch_bound()")
         return self._fetch_bound()
 
     def describe(self) -> dict[str, Any]:
@@ -271,7 +272,8 @@ class Runner(BaseRunner):
 
     def _require_active(self, what: str) -> None:
         if not self.is_active:
-            raise UsageError(f"runner {self.name} is not active: use it in a `with` block to {what}")
+            raise UsageError(f"runner {self.name} is not active: "
+                             f"use it in a `with` block to {what}")
 
 
 def _jsonable(value: Any) -> Any:

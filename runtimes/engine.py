@@ -28,8 +28,17 @@ from core.errors import EngineBuildError, UsageError, first_line
 from runtimes import engine_info as info
 from runtimes import probe
 from runtimes import trt_backends as backends
-from runtimes.trtexec import (MEM_POOLS, OPTIMIZATION_LEVELS, Profile, Shape, format_shape,
-                              onnx_inputs, parse_mem_pool_size, parse_shapes, resolve_profile)
+from runtimes.trtexec import (
+    MEM_POOLS,
+    OPTIMIZATION_LEVELS,
+    Profile,
+    Shape,
+    format_shape,
+    onnx_inputs,
+    parse_mem_pool_size,
+    parse_shapes,
+    resolve_profile,
+)
 
 _DLA_POOLS = ("dlaSRAM", "dlaLocalDRAM", "dlaGlobalDRAM")
 _QUIET = 100  # above Polygraphy's CRITICAL: its own messages would break the one-line contract
@@ -333,8 +342,9 @@ def smoke_test(engine: Path, profile: Profile) -> dict[str, Any]:
                     for name, meta in metadata.items()}
             outputs = runner.infer(feed)
             if not all(np.isfinite(v).all() for v in outputs.values()):
-                raise EngineBuildError(f"engine {engine} gives NaN/Inf at its {label} shapes "
-                                       f"({ {n: format_shape(s[index]) for n, s in profile.items()} })")
+                raise EngineBuildError(
+                    f"engine {engine} gives NaN/Inf at its {label} shapes "
+                    f"({ {n: format_shape(s[index]) for n, s in profile.items()} })")
             checked.append(label)
     return {"ran": checked, "finite": True}
 
@@ -357,7 +367,8 @@ def cached_engine(onnx: Path, fp16: bool) -> Path | None:
     if not engine.is_file() or not sidecar:
         return None
     built_from = Path(sidecar.get("onnx", {}).get("path", ""))
-    if not built_from.is_file() or sidecar["onnx"].get("sha256") != provenance.sha256_file(built_from):
+    if (not built_from.is_file()
+            or sidecar["onnx"].get("sha256") != provenance.sha256_file(built_from)):
         return None
     return engine
 

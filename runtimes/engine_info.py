@@ -214,8 +214,8 @@ def make_sidecar(*, engine: Path, backend: Backend, version: str, targets: list[
     }
 
 
-def check_loadable(path: Path, sidecar: dict[str, Any] | None, backend_versions: dict[str, str | None],
-                   gpu: dict[str, Any] | None) -> Backend:
+def check_loadable(path: Path, sidecar: dict[str, Any] | None,
+                   backend_versions: dict[str, str | None], gpu: dict[str, Any] | None) -> Backend:
     """The backend that loads the plan at ``path``; a UsageError/DependencyError (one line)
     when this machine cannot load it: another backend's plan, another version, a GPU it does
     not target. Reads only the header and the sidecar: nothing is deserialised."""
@@ -247,7 +247,8 @@ def check_loadable(path: Path, sidecar: dict[str, Any] | None, backend_versions:
                 built_gpu["compute_capability"] != gpu.get("compute_capability"):
             raise UsageError(f"engine {path} was built for {built_gpu.get('name', 'a GPU')} with "
                              f"compute capability {built_gpu['compute_capability']} (this machine "
-                             f"has {gpu.get('name')} with {gpu.get('compute_capability')}); {rebuild}")
+                             f"has {gpu.get('name')} with {gpu.get('compute_capability')}); "
+                             f"{rebuild}")
     return backend
 
 

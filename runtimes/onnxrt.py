@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from core.spec import FP16, FP32, Precision
 from core.errors import CrossrtError, DependencyError, RuntimeFault, UsageError, first_line
+from core.spec import FP16, FP32, Precision
 from runtimes.base import InputSpec, Runner
 from runtimes.probe import cpu_name, find_library, gpus, has_files, spec_dirs
 from runtimes.trt_backends import TENSORRT
@@ -250,7 +250,8 @@ class OnnxRuntimeRunner(Runner):
         graph = self._use_cuda_graph() and len(outputs) == len(self._session.get_outputs())
         run_options = ort.RunOptions()
         if self._use_cuda_graph():
-            run_options.add_run_config_entry("gpu_graph_id", str(next(self._graph_ids) if graph else -1))
+            run_options.add_run_config_entry("gpu_graph_id",
+                                             str(next(self._graph_ids) if graph else -1))
         return _Binding(binding, inputs, outputs, run_options, graph)
 
     def _run_slot(self, slot: _Binding) -> None:
@@ -356,7 +357,8 @@ class OnnxRuntimeCudaRunner(OnnxRuntimeRunner):
     def _fallback_message(self, active: str) -> str:
         return ("ONNX Runtime could not start its CUDA execution provider (it fell back to "
                 f"{active}): the CUDA/cuDNN libraries that onnxruntime-gpu needs are missing; "
-                f"install them (e.g. pip install 'onnxruntime-gpu[cuda,cudnn]') or {INSTALL_ORT_GPU}")
+                "install them (e.g. pip install 'onnxruntime-gpu[cuda,cudnn]') or "
+                f"{INSTALL_ORT_GPU}")
 
     def _use_cuda_graph(self) -> bool:
         return bool(self.options["cuda_graph"]) and self._graph_refused is None

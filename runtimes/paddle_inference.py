@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from core.spec import FP16, FP32
 from core.errors import DependencyError, UsageError, first_line
+from core.spec import FP16, FP32
 from runtimes.base import InputSpec, Runner
 from runtimes.probe import cpu_name, gpus, spec_dirs, version
 
@@ -65,7 +65,7 @@ def _legacy_inputs(program: Path) -> list[tuple[str, list[int], str]]:
     """Legacy ProgramDesc: the outputs of ``feed`` ops in block 0 are the inputs."""
     from paddle.base.proto import framework_pb2
 
-    desc = framework_pb2.ProgramDesc()
+    desc = framework_pb2.ProgramDesc()  # type: ignore[attr-defined]  # generated code
     desc.ParseFromString(program.read_bytes())
     block = desc.blocks[0]
     variables = {var.name: var for var in block.vars}
@@ -75,7 +75,7 @@ def _legacy_inputs(program: Path) -> list[tuple[str, list[int], str]]:
         var_type = variables[name].type
         tensor = (var_type.dense_tensor if var_type.HasField("dense_tensor")
                   else var_type.lod_tensor).tensor
-        dtype = framework_pb2.VarType.Type.Name(tensor.data_type)
+        dtype = framework_pb2.VarType.Type.Name(tensor.data_type)  # type: ignore[attr-defined]
         found.append((name, list(tensor.dims), LEGACY_DTYPES[dtype]))
     return found
 
@@ -100,7 +100,8 @@ def _sigterm_kept() -> Iterator[None]:
 
 
 class PaddleRunner(Runner):
-    """Paddle Inference on an exported program (``inference.json``/``.pdmodel`` + ``.pdiparams``)."""
+    """Paddle Inference on an exported program (``inference.json``/``.pdmodel`` +
+    ``.pdiparams``)."""
 
     kind: ClassVar[str] = "paddle"
     description: ClassVar[str] = ("Paddle Inference on the exported Paddle program (CPU oneDNN; "
@@ -113,9 +114,11 @@ class PaddleRunner(Runner):
     def unavailable_reason(cls) -> str | None:
         dirs = spec_dirs("paddle")
         if not dirs:
-            return "Paddle is not installed: pip install 'paddlepaddle>=3.3,<3.4' (or paddlepaddle-gpu)"
+            return ("Paddle is not installed: pip install 'paddlepaddle>=3.3,<3.4' "
+                    "(or paddlepaddle-gpu)")
         if not any((d / "inference").is_dir() for d in dirs):
-            return f"the installed paddle ({dirs[0]}) has no paddle.inference: reinstall paddlepaddle"
+            return (f"the installed paddle ({dirs[0]}) has no paddle.inference: "
+                    "reinstall paddlepaddle")
         return None
 
     @classmethod
@@ -214,8 +217,9 @@ class PaddleRunner(Runner):
             {n: self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()})
         renamed = self.options["output_names"]
         if renamed is not None and len(renamed) != len(self._handles[1]):
-            raise UsageError(f"output_names {list(renamed)} do not match the {len(self._handles[1])} "
-                             f"outputs of {self.path} ({', '.join(self._handles[1])})")
+            raise UsageError(f"output_names {list(renamed)} do not match the "
+                             f"{len(self._handles[1])} outputs of {self.path} "
+                             f"({', '.join(self._handles[1])})")
 
     def _unload(self) -> None:
         self._predictor = self._handles = None
@@ -224,8 +228,8 @@ class PaddleRunner(Runner):
         specs = program_inputs(self.path)
         names = list(self._handles[0])
         if sorted(names) != sorted(specs):
-            raise UsageError(f"Paddle program {self.path}: predictor inputs {names} differ from the "
-                             f"program's data ops {sorted(specs)}")
+            raise UsageError(f"Paddle program {self.path}: predictor inputs {names} differ from "
+                             f"the program's data ops {sorted(specs)}")
         return {name: specs[name] for name in names}
 
     def _bind(self, feed: dict[str, np.ndarray]) -> None:
@@ -239,7 +243,8 @@ class PaddleRunner(Runner):
 
     def _fetch_bound(self) -> dict[str, np.ndarray]:
         names = self.options["output_names"] or list(self._handles[1])
-        return {name: handle.copy_to_cpu() for name, handle in zip(names, self._handles[1].values())}
+        return {name: handle.copy_to_cpu()
+                for name, handle in zip(names, self._handles[1].values())}
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._bind({name: np.ascontiguousarray(array) for name, array in feed.items()})

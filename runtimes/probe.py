@@ -47,7 +47,7 @@ def version(*distributions: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpus() -> tuple[tuple[dict[str, Any], ...], str]:
     """Visible NVIDIA GPUs from the CUDA driver API, and a reason when there are none.
 
@@ -56,7 +56,8 @@ def gpus() -> tuple[tuple[dict[str, Any], ...], str]:
     max_sm_clock_mhz (what a latency figure depends on).
     """
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return (), f"no GPU is visible (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r})"
+        return (), ("no GPU is visible "
+                    f"(CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r})")
     try:
         cuda = ctypes.CDLL("libcuda.so.1" if platform.system() != "Windows" else "nvcuda.dll")
     except OSError:

@@ -13,8 +13,9 @@ This module is type-checked against ``tensorrt-stubs`` (tests/test_typecheck.py)
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -22,8 +23,14 @@ from core.errors import RuntimeFault, UsageError
 from runtimes.base import InputSpec, Runner
 from runtimes.engine_info import check_loadable, read_sidecar
 from runtimes.probe import gpus
-from runtimes.trt_backends import (BACKENDS, TENSORRT, TENSORRT_RTX, Backend, describe_backends,
-                                   use_backend)
+from runtimes.trt_backends import (
+    BACKENDS,
+    TENSORRT,
+    TENSORRT_RTX,
+    Backend,
+    describe_backends,
+    use_backend,
+)
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -96,7 +103,8 @@ class _CudaGraph:
         try:
             work()
         finally:
-            self._check(cudart.cudaStreamEndCapture(ctypes.c_void_p(stream), ctypes.byref(self._graph)))
+            self._check(cudart.cudaStreamEndCapture(ctypes.c_void_p(stream),
+                                                    ctypes.byref(self._graph)))
         self._check(cudart.cudaGraphInstantiateWithFlags(ctypes.byref(self._exec), self._graph,
                                                          ctypes.c_ulonglong(0)))
 

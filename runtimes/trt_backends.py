@@ -61,7 +61,8 @@ class Backend:
             if probe.has_files(dirs, "*.pyi"):
                 return (f"the '{self.module}' found at {dirs[0]} is type stubs, not "
                         f"{self.title}: {self.install}")
-            return f"the '{self.module}' found at {dirs[0]} has no compiled bindings: {self.install}"
+            return (f"the '{self.module}' found at {dirs[0]} has no compiled bindings: "
+                    f"{self.install}")
         if probe.find_library(self.library, self.library_packages) is None:
             return (f"{self.title}'s Python bindings are installed but not its libraries "
                     f"(lib{self.library}): {self.install}")
@@ -88,7 +89,8 @@ class Backend:
         if gpu is None:
             return probe.gpus()[1] or "no GPU is visible"
         if not self.target_bits:
-            return None  # full TensorRT: any GPU it supports (the sidecar names the one it was built on)
+            # full TensorRT: any GPU it supports (the sidecar names the one it was built on)
+            return None
         have = parse_compute(gpu["compute_capability"])
         wanted = targets or self.default_targets
         if have not in wanted:
@@ -128,7 +130,8 @@ class Backend:
         try:
             module = __import__(self.module)
         except ImportError as error:
-            raise DependencyError(f"{self.title} cannot be imported ({error}): {self.install}") from error
+            raise DependencyError(f"{self.title} cannot be imported ({error}): "
+                                  f"{self.install}") from error
         if not hasattr(module, "Builder"):
             raise DependencyError(f"the '{self.module}' module has no Builder (type stubs?): "
                                   f"{self.install}")
@@ -153,7 +156,8 @@ TENSORRT_RTX = Backend(
     distributions=("tensorrt-rtx-cu13", "tensorrt-rtx-cu12", "tensorrt-rtx",
                    "tensorrt_rtx_cu13_bindings", "tensorrt_rtx_cu12_bindings"),
     library="tensorrt_rtx", library_packages=("tensorrt_rtx_libs", "tensorrt_rtx"),
-    plan_magic=b"vtrt", install="pip install 'crossrt[trt-rtx]' (TensorRT-RTX, builds without a GPU)",
+    plan_magic=b"vtrt",
+    install="pip install 'crossrt[trt-rtx]' (TensorRT-RTX, builds without a GPU)",
     builds_without_gpu=True,
     target_bits=(((7, 5), 0), ((8, 0), 1), ((8, 6), 2), ((8, 9), 3), ((12, 0), 4), ((12, 1), 5)),
     default_targets=((8, 0), (8, 6), (8, 9), (12, 0), (12, 1)))

@@ -142,7 +142,8 @@ def _check_profile(profile: Profile, inputs: dict[str, tuple[int | None, ...]]) 
                 raise UsageError(f"dynamic input {name!r} needs a shape in the profile")
             continue
         for label, shape in zip(("min", "opt", "max"), profile[name]):
-            if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape)):
+            if len(shape) != len(dims) or any(d is not None and d != s
+                                              for d, s in zip(dims, shape)):
                 want = "x".join("N" if d is None else str(d) for d in dims)
                 raise UsageError(f"{label} shape of {name!r} is {format_shape(shape)}, but the "
                                  f"graph's input is {want}")

@@ -21,8 +21,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ def time_paths(export: Path, device: str, batch_sizes: list[int], rounds: int,
                 hand = HandTuned(path, name, array, device)
                 plain = hand.session if device == "cpu" else _plain_session(path)
                 steps = {"ours": ours.run_bound, "hand": hand.step,
-                         "plain_run": lambda s=plain: s.run(None, {name: array})}
+                         "plain_run": lambda s=plain, feed={name: array}: s.run(None, feed)}
                 times = interleaved(steps, rounds, iterations, warmup_s)
                 ours.run_bound()
                 same = np.allclose(ours.fetch_bound()[hand.session.get_outputs()[0].name],
@@ -162,7 +163,8 @@ def bench(export: Path, device: str, out: Path, batch_sizes: list[int]) -> dict[
     from validation.bench import BenchConfig, run_bench
 
     model = export_spec(export).name
-    precisions = [p for p, fp16 in PRECISIONS.items() if ExportDir(export).onnx_path(fp16).is_file()]
+    precisions = [p for p, fp16 in PRECISIONS.items()
+                  if ExportDir(export).onnx_path(fp16).is_file()]
     config = BenchConfig.resolve([model], runtime="onnxruntime-cuda" if device == "cuda"
                                  else "onnxruntime", precisions=precisions,
                                  batch_sizes=batch_sizes, duration_s=1.0)
@@ -189,23 +191,30 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    gpu = report["machine"]["gpus"][0]["name"] if report["machine"]["gpus"] else report["machine"]["cpu"]
+    gpu = (report["machine"]["gpus"][0]["name"] if report["machine"]["gpus"]
+           else report["machine"]["cpu"])
+    versions = report["machine"]["versions"]
     lines = [f"# GPU check: {report['export']}", "",
-             f"{gpu}; onnxruntime {report['machine']['versions'].get('onnxruntime-gpu') or report['machine']['versions'].get('onnxruntime')}; "
-             f"device {report['device']}", "", "## Validation (reference: ONNX Runtime CPU FP32)", "",
-             "| runtime | batch | inputs | max abs | p99 abs | cosine | top-1 | min atol | verdict |",
+             f"{gpu}; onnxruntime "
+             f"{versions.get('onnxruntime-gpu') or versions.get('onnxruntime')}; "
+             f"device {report['device']}", "",
+             "## Validation (reference: ONNX Runtime CPU FP32)", "",
+             "| runtime | batch | inputs | max abs | p99 abs | cosine | top-1 | min atol | "
+             "verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["validation"]:
         lines.append(f"| {r['runtime']} | {r['batch']} | {r['inputs']} | {_fmt(r['max_abs'])} | "
                      f"{_fmt(r['p99_abs'])} | {_fmt(r['cosine'], '.6f')} | "
                      f"{_fmt(r['top1_agreement'])} | {_fmt(r['min_atol'])} | "
                      f"{'PASS' if r['passed'] else 'FAIL: ' + str(r['comparison']['reason'])} |")
-    lines += ["", "## Timing: our runner's bind/run_bound against a hand-tuned loop (median ms)", "",
+    lines += ["",
+              "## Timing: our runner's bind/run_bound against a hand-tuned loop (median ms)", "",
               "| file | batch | plain run() | hand-tuned | ours | ours / hand | same outputs |",
               "|---|---|---|---|---|---|---|"]
     for r in report["timing"]:
-        lines.append(f"| {r['file']} | {r['batch']} | {r['plain_run_ms']:.3f} | {r['hand_ms']:.3f} | "
-                     f"{r['ours_ms']:.3f} | {r['ours_over_hand']:.3f} | {r['same_outputs']} |")
+        lines.append(f"| {r['file']} | {r['batch']} | {r['plain_run_ms']:.3f} | "
+                     f"{r['hand_ms']:.3f} | {r['ours_ms']:.3f} | {r['ours_over_hand']:.3f} | "
+                     f"{r['same_outputs']} |")
     lines += ["", f"Method: {report['method']}", "", "## Bench (PaddleClas's T4 layout)", "",
               report["bench"]["markdown"]]
     return "\n".join(lines)
@@ -213,7 +222,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("export", type=Path, help="export directory (model.onnx, model.fp16.onnx, reference.npz)")
+    parser.add_argument("export", type=Path,
+                        help="export directory (model.onnx, model.fp16.onnx, reference.npz)")
     parser.add_argument("--out", type=Path, default=Path("artifacts/gpu-check"))
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--batch-sizes", default="1,4,8")

@@ -41,7 +41,8 @@ def build_small_export(root: Path, legacy: bool = False) -> Path:
 
 
 def write_tiny_onnx(path: Path, seed: int = 0, output_batch: str = "batch") -> Path:
-    """A tiny classifier written with onnx.helper (no paddle): x [batch,3,32,32] -> logits [batch,10].
+    """A tiny classifier written with onnx.helper (no paddle): x [batch,3,32,32] ->
+    logits [batch,10].
 
     For machines without paddle (the GPU machine) and for TensorRT build tests. A different
     ``output_batch`` name makes the output's batch dimension unrelated to the input's.

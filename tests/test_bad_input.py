@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rt_fixtures import write_tiny_onnx
 
 import crossrt
 from core.layout import ExportDir
-from rt_fixtures import write_tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -305,7 +305,8 @@ CASES = [
          "batch size 10000000 of EfficientNetB0 needs about"),
     Case("validate-negative-seed", (*VALIDATE, "--seed", "-3"), 2, "--seed must be 0 or more"),
     Case("validate-negative-random", (*VALIDATE, "--random", "-1"), 2, "--random must be"),
-    Case("validate-negative-atol", (*VALIDATE, "--atol", "-1"), 2, "tolerances must be finite and >= 0"),
+    Case("validate-negative-atol", (*VALIDATE, "--atol", "-1"), 2,
+         "tolerances must be finite and >= 0"),
     Case("validate-top1-over-1", (*VALIDATE, "--min-top1-agreement", "2"), 2, "within [0, 1]"),
     Case("validate-unknown-error-stat", (*VALIDATE, "--check-error-stat", "p50"), 2,
          "invalid choice"),
@@ -463,10 +464,6 @@ def test_bad_input(case, b0_export, tmp_path, monkeypatch, capfd):
     check_outcome(case.id, code, stderr, case.code, case.fragment, before, folders)
 
 
-def test_there_are_enough_cases():
-    assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
-
-
 # --- real processes: signals, the lock, the process's exit code ------------------------------
 
 def crossrt_process(*argv: str, cwd: Path | None = None) -> subprocess.Popen[str]:
@@ -482,6 +479,7 @@ def wait_for(stream: io.TextIOBase, words: str, seen: list[str], timeout: float 
             return
 
 
+@pytest.mark.slow  # exports
 def test_sigterm_during_an_export_cleans_up_like_ctrl_c(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     before = snapshot(tmp_path)

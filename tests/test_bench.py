@@ -21,8 +21,18 @@ import pytest
 import runtimes
 from core.errors import DependencyError, ExportError, UsageError
 from exporter.specs import get_spec
-from validation.bench import (CSV_FILE, FIGURE_FILE, MARKDOWN_FILE, RESULTS_FILE, BenchConfig,
-                              best_runtime, progress_reporter, record_key, run_bench, run_sweep)
+from validation.bench import (
+    CSV_FILE,
+    FIGURE_FILE,
+    MARKDOWN_FILE,
+    RESULTS_FILE,
+    BenchConfig,
+    best_runtime,
+    progress_reporter,
+    record_key,
+    run_bench,
+    run_sweep,
+)
 from validation.progress import LineProgress
 from validation.tables import CSV_COLUMNS, format_ms
 
@@ -138,7 +148,7 @@ def test_real_sweep_writes_markdown_json_csv_and_png(tmp_path, tiny_export):
 
     markdown = (out / MARKDOWN_FILE).read_text()
     assert "| Models | Crop Size | Resize Short Size | FP16 Batch Size=1 (ms) |" in markdown
-    b0_row = next(l for l in markdown.splitlines() if l.startswith("| EfficientNetB0 |"))
+    b0_row = next(line for line in markdown.splitlines() if line.startswith("| EfficientNetB0 |"))
     assert f"{format_ms(records[0]['latency_ms']['median'])} ({format_ms(b0)}, ×" in b0_row
     assert "warm-up 5 ms" in markdown and "synthetic" in markdown
     assert f"onnxruntime {metadata.version('onnxruntime')}" in markdown  # runtime provenance
@@ -151,7 +161,8 @@ def test_real_sweep_writes_markdown_json_csv_and_png(tmp_path, tiny_export):
     assert 400 <= height <= 2000 and 600 <= width <= 3000
 
     progress = lines.getvalue().splitlines()
-    assert len(progress) == 4 and progress[-1].startswith("crossrt: bench: ResNeXt101_32x8d_wsl FP32 bs2")
+    assert len(progress) == 4 and progress[-1].startswith("crossrt: bench: ResNeXt101_32x8d_wsl "
+                                                          "FP32 bs2")
     assert "; 4/4 cells" in progress[-1]
     assert all("ms median" in line and "ETA" in line for line in progress)
 
@@ -267,7 +278,7 @@ def test_real_efficientnet_b0_sweep_fp16_and_fp32(tmp_path, b0_export):
         ("fp16", 1, "ok"), ("fp16", 2, "ok"), ("fp32", 1, "ok"), ("fp32", 2, "ok")]
     assert [r["precision_used"] for r in result.records] == ["fp16", "fp16", "fp32", "fp32"]
     assert result.records[0]["weights"] == b0_export.manifest["weights"]
-    row = next(l for l in (tmp_path / MARKDOWN_FILE).read_text().splitlines()
-               if l.startswith("| EfficientNetB0 |"))
+    row = next(line for line in (tmp_path / MARKDOWN_FILE).read_text().splitlines()
+               if line.startswith("| EfficientNetB0 |"))
     assert row.count("×") == 2  # bs1 of both precisions has a published T4 figure
     assert (tmp_path / FIGURE_FILE).read_bytes().startswith(b"\x89PNG")

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rt_fixtures import write_tiny_onnx
 
 import runtimes
 from core.errors import DependencyError, EngineBuildError, UsageError
 from core.spec import BATCH_SIZES
 from exporter.specs import get_spec
-from rt_fixtures import write_tiny_onnx
 from runtimes import engine as eng
 from runtimes import engine_info as info
 from runtimes import trt_backends as backends
@@ -104,7 +104,8 @@ def test_resolve_profile_rules():
     (({"y": (1, 3, 224, 224)},) * 3, "not an input"),
     (({"x": (1, 3, 200, 200)},) * 3, "graph's input is Nx3x224x224"),
     (({"x": (1, 3, 224)},) * 3, "graph's input"),
-    (({"x": (8, 3, 224, 224)}, {"x": (4, 3, 224, 224)}, {"x": (1, 3, 224, 224)}), "min <= opt <= max"),
+    (({"x": (8, 3, 224, 224)}, {"x": (4, 3, 224, 224)}, {"x": (1, 3, 224, 224)}),
+     "min <= opt <= max"),
 ])
 def test_resolve_profile_errors(shapes, message):
     with pytest.raises(UsageError, match=message):
@@ -127,7 +128,8 @@ def test_precision_plan_follows_the_fp16_flag_not_the_version(tmp_path):
     assert typed.onnx == tmp_path / "model.fp16.onnx" and typed.convert_from == onnx
     (tmp_path / "model.fp16.onnx").write_bytes(b"")
     assert info.precision_plan(False, True, onnx).convert_from is None
-    assert info.precision_plan(False, True, tmp_path / "model.fp16.onnx").onnx == tmp_path / "model.fp16.onnx"
+    assert (info.precision_plan(False, True, tmp_path / "model.fp16.onnx").onnx
+            == tmp_path / "model.fp16.onnx")
     fp32 = info.precision_plan(False, False, onnx)
     assert (fp32.onnx, fp32.strongly_typed, fp32.requested) == (onnx, True, "fp32")
     json.dumps(typed.to_json())
@@ -144,9 +146,11 @@ def test_rtx_is_planned_by_capability():
 # Inspector records as TensorRT 10 (combined "Format/Datatype") and 11 (split keys) write them.
 TRT10_LAYERS = [
     {"Name": "Reformatting CopyNode for Input Tensor 0", "LayerType": "Reformat",
-     "Outputs": [{"Name": "x_h", "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}]},
+     "Outputs": [{"Name": "x_h", "Format/Datatype": "Channel major FP16 format where "
+                                                    "channel % 8 == 0"}]},
     {"Name": "conv1", "LayerType": "CaskConvolution",
-     "Outputs": [{"Name": "c", "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}]},
+     "Outputs": [{"Name": "c", "Format/Datatype": "Channel major FP16 format where "
+                                                  "channel % 8 == 0"}]},
     {"Name": "gemm", "LayerType": "CaskGemmConvolution",
      "Outputs": [{"Name": "logits", "Format/Datatype": "Row major linear FP32"}]},
 ]
@@ -163,11 +167,15 @@ RTX_REPORT = (
     "Name: __mye4202_0_myl0_0, LayerType: shape_call, Inputs: [], Constants: [], Outputs: [], "
     "TacticName: , StreamId: 0, Metadata: \n"
     "Name: Conv.0_myl0_2, LayerType: correlation, Inputs: [ { Name: a, Dimensions: [-1,4,224,224], "
-    "Datatype: Half, Format: (NHWC) Channel major format }], Constants: [ { Name: w, Datatype: Half }], "
-    "Outputs: [ { Name: b, Dimensions: [-1,32,113,113], Datatype: Half, Format: (NHWC) Channel major "
+    "Datatype: Half, Format: (NHWC) Channel major format }], "
+    "Constants: [ { Name: w, Datatype: Half }], "
+    "Outputs: [ { Name: b, Dimensions: [-1,32,113,113], Datatype: Half, "
+    "Format: (NHWC) Channel major "
     "format }], TacticName: __myelin_CASK_STUB, StreamId: 0, Metadata: [ONNX Layer: Conv.0]\n"
-    "Name: __myl_FcAddCast_myl0_133, LayerType: runtime_fusion, Inputs: [ { Name: p, Datatype: Half }], "
-    "Constants: [], Outputs: [ { Name: logits, Dimensions: [-1,1000], Datatype: Float, Format: (Linear) "
+    "Name: __myl_FcAddCast_myl0_133, LayerType: runtime_fusion, "
+    "Inputs: [ { Name: p, Datatype: Half }], "
+    "Constants: [], Outputs: [ { Name: logits, Dimensions: [-1,1000], "
+    "Datatype: Float, Format: (Linear) "
     "Row major linear format }], TacticName: , StreamId: 0, Metadata: [ONNX Layer: MatMul.0]\n\n"
     "I/O Tensors:\n Name: x, IOMode: Input, DataType: Float\n")
 
@@ -235,7 +243,8 @@ def test_compute_capabilities_and_targets():
     h200 = {"name": "NVIDIA H200", "compute_capability": "9.0"}
     if rtx.installed_reason() is None:
         assert "use full TensorRT" in rtx.run_reason(h200)
-        assert "--computeCapabilities 7.5" in rtx.run_reason({"name": "Tesla T4", "compute_capability": "7.5"})
+        assert "--computeCapabilities 7.5" in rtx.run_reason({"name": "Tesla T4",
+                                                              "compute_capability": "7.5"})
         assert rtx.run_reason({"name": "RTX A6000", "compute_capability": "8.6"}) is None
 
 
@@ -249,7 +258,8 @@ def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """EfficientNetB0_small exported without its FP16 graph (the FP16 build converts it)."""
     from exporter.export import export_onnx
 
-    return export_onnx("EfficientNetB0_small", out_dir=tmp_path_factory.mktemp("small") / "B0s").path
+    return export_onnx("EfficientNetB0_small",
+                       out_dir=tmp_path_factory.mktemp("small") / "B0s").path
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +296,8 @@ def test_rtx_build_is_real_and_its_precision_proven(rtx_builds, model, fp16):
                                           "opt": [4, *get_spec(model).input_shape],
                                           "max": [8, *get_spec(model).input_shape]}}]
     build = sidecar["build"]
-    assert build["plan_bytes"] == engine.stat().st_size and build["plan_sha256"] == sha256_file(engine)
+    assert (build["plan_bytes"] == engine.stat().st_size
+            and build["plan_sha256"] == sha256_file(engine))
     assert build["seconds"] > 0 and build["peak_rss_mb"] > 100
     onnx = Path(sidecar["onnx"]["path"])
     assert onnx.name == ("model.fp16.onnx" if fp16 else "model.onnx")
@@ -303,14 +314,16 @@ def test_rtx_build_is_real_and_its_precision_proven(rtx_builds, model, fp16):
         assert layers.get("fp16", 0) == 0 and network.get("fp16", 0) == 0 and layers["fp32"] > 10
     assert "GPU" in sidecar["inference_check"]["skipped"]  # runs only where a GPU is a target
     assert info.check_loadable(engine, sidecar, {"tensorrt-rtx": sidecar["tensorrt_version"]},
-                               {"name": "RTX A6000", "compute_capability": "8.6"}) is backends.TENSORRT_RTX
+                               {"name": "RTX A6000", "compute_capability": "8.6"}
+                               ) is backends.TENSORRT_RTX
 
 
 @needs_rtx
 @pytest.mark.slow
 def test_fp16_plans_are_smaller_and_the_fp16_graph_was_converted(rtx_builds, small_export):
     for model in ("EfficientNetB0_small", "EfficientNetB0"):
-        assert rtx_builds[model, True].stat().st_size < 0.75 * rtx_builds[model, False].stat().st_size
+        assert (rtx_builds[model, True].stat().st_size
+                < 0.75 * rtx_builds[model, False].stat().st_size)
     assert (small_export / "model.fp16.onnx").is_file()  # made on the fly for the FP16 build
     from core.layout import ExportDir
 
@@ -417,7 +430,7 @@ def test_build_checks_its_arguments_before_tensorrt(tiny_onnx, tmp_path):
     assert not engine.exists()
 
 
-# -- running engines (a GPU the plan targets) -------------------------------------------------------
+# -- running engines (a GPU the plan targets) ------------------------------------------------------
 needs_tensorrt = pytest.mark.skipif(not runtimes.is_available("tensorrt")[0],
                                     reason=runtimes.is_available("tensorrt")[1])
 

@@ -4,11 +4,12 @@ and the README's main job (pipeline) on a real export."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from test_imports import _run_without_paddle
 
 import crossrt
-from test_imports import _run_without_paddle
 
 SUBCOMMANDS = [name for name, *_ in crossrt.COMMANDS]
 
@@ -88,9 +89,7 @@ def test_gpu_check_script_runs_its_steps_on_the_cpu(b0_export, tmp_path):
     """The GPU machine's prepared command, exercised end to end with --device cpu."""
     import importlib.util
 
-    from core.spec import ModelSpec  # noqa: F401  (the script imports the packages)
-
-    path = crossrt.Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
     spec = importlib.util.spec_from_file_location("gpu_check", path)
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)

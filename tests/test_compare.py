@@ -8,9 +8,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from core.compare import (
+    DEFAULT_TOLERANCES,
+    ERROR_STATS,
+    Tolerance,
+    compare_outputs,
+    degenerate_reference,
+    scaled_to,
+    tolerance_for,
+)
 from core.errors import UsageError
-from core.compare import (DEFAULT_TOLERANCES, ERROR_STATS, Tolerance, compare_outputs,
-                                degenerate_reference, scaled_to, tolerance_for)
 
 FP32 = DEFAULT_TOLERANCES["fp32"]
 

@@ -18,7 +18,16 @@ from exporter.specs import SPECS, get_spec
 
 paddle = pytest.importorskip("paddle")
 
-from exporter.counting import agrees_with_published, count, tally_ops, zoo_table  # noqa: E402
+from exporter.counting import (  # noqa: E402
+    COUNTS_FILE,
+    agrees_with_published,
+    count,
+    count_ops,
+    counts_document,
+    network_key,
+    tally_ops,
+    zoo_table,
+)
 from exporter.zoo import FAMILIES, build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,13 +116,28 @@ def test_counting_the_largest_model_allocates_no_weights():
     """828M float32 parameters would be 3.3 GB; counting must not materialise them."""
     # VmHWM is this program's own peak; ru_maxrss would also hold the peak of the (large)
     # pytest process it was forked from, which Linux keeps across exec.
-    script = ("from exporter.counting import count; "
-              "from exporter.specs import get_spec; count(get_spec('ResNeXt101_32x48d_wsl')); "
+    script = ("from exporter.counting import count_ops; from exporter.specs import get_spec; "
+              "count_ops(get_spec('ResNeXt101_32x48d_wsl')); "
               "print(next(line.split()[1] for line in open('/proc/self/status') "
               "if line.startswith('VmHWM')))")
     peak_kib = int(subprocess.run([sys.executable, "-c", script], check=True, text=True,
                                   capture_output=True, cwd=ROOT).stdout.split()[-1])
     assert peak_kib < 1.5 * 2**20  # well under the 3.3 GB of its weights
+
+
+@pytest.mark.slow
+def test_the_committed_counts_are_a_fresh_count_of_every_model():
+    """exporter/zoo/counts.json (what crossrt zoo reads) against every network counted now:
+    a stale file fails here (python scripts/write_zoo_counts.py writes it again)."""
+    assert json.loads(COUNTS_FILE.read_text()) == json.loads(json.dumps(counts_document()))
+
+
+def test_a_network_not_in_the_committed_counts_is_counted():
+    small = get_spec("EfficientNetB0_small")
+    other = dataclasses.replace(small, crop_size=192)
+    assert network_key(other) != network_key(small)
+    assert tally_ops(small) == count_ops(small)
+    assert tally_ops(other) == count_ops(other) and tally_ops(other).macs < count_ops(small).macs
 
 
 def test_b0_small_flops_cell_is_counted_on_b0(table):

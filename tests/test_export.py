@@ -16,11 +16,11 @@ import pytest
 
 import crossrt
 from core import graphs
-from exporter import export as export_mod
 from core.errors import CheckFailed, UsageError
-from exporter.export import export_onnx
 from core.layout import ExportDir
 from core.preprocess import photo_batch
+from exporter import export as export_mod
+from exporter.export import export_onnx
 from exporter.specs import get_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +104,7 @@ def test_paddle_model_pir_gives_the_same_outputs(b0_export, tmp_path):
                                run_onnx(b0_export.onnx_path, photos), atol=1e-5)
 
 
+@pytest.mark.slow  # exports
 def test_paddle_model_legacy_pdmodel(tmp_path):
     """A legacy .pdmodel (what older PaddleClas exports are) converts to the same outputs."""
     script = ("import paddle\n"

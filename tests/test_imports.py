@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from rt_fixtures import write_tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[1]

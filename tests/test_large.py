@@ -13,11 +13,13 @@ import onnxruntime as ort
 import pytest
 
 from core import graphs
-from exporter import export as export_mod
-from exporter import large
 from core.errors import UsageError
 from core.preprocess import photo_batch
+from exporter import export as export_mod
+from exporter import large
 from exporter.specs import get_spec
+
+pytestmark = pytest.mark.slow  # every test here exports
 
 
 @pytest.fixture()

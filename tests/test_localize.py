@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import UsageError
 from core.compare import tolerance_for
+from core.errors import UsageError
 from validation.localize import localize, localize_sources, onnx_tensors, runner_tensors
 
 FP32, FP16 = tolerance_for("fp32"), tolerance_for("fp16")

@@ -56,7 +56,8 @@ def test_read_image_decodes_to_rgb(tmp_path):
 
 def test_bundled_photos_and_batching():
     names, photos = photo_batch(B0)
-    assert names == ["chelsea", "coffee", "astronaut", "rocket"] and photos.shape == (4, 3, 224, 224)
+    assert (names == ["chelsea", "coffee", "astronaut", "rocket"]
+            and photos.shape == (4, 3, 224, 224))
     split = batches(photos, 3)
     assert [b.shape[0] for b in split] == [3, 3]
     np.testing.assert_array_equal(split[1][1:], photos[:2])  # cycled to fill the last batch

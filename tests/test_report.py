@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from core.compare import compare_outputs, degenerate_reference, tolerance_for
-from validation.report import (COLUMNS, ComparisonRecord, ReportContext, render_markdown,
-                               render_table, report_dict, summary, text_table)
+from validation.report import (
+    COLUMNS,
+    ComparisonRecord,
+    ReportContext,
+    render_markdown,
+    render_table,
+    report_dict,
+    summary,
+    text_table,
+)
 
 SYNTHETIC = {"kind": "synthetic", "seed": 0, "calibration": "BatchNorm statistics"}
 CHECKPOINT = {"kind": "checkpoint", "sha256": "ab" * 32}

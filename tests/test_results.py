@@ -7,11 +7,17 @@ import json
 import numpy as np
 import pytest
 
+from core.compare import compare_outputs
 from core.errors import UsageError
 from core.provenance import sha256_array
-from core.compare import compare_outputs
-from validation.results import (SavedIteration, SavedResults, SavedRun, load_golden,
-                                load_results, save_results)
+from validation.results import (
+    SavedIteration,
+    SavedResults,
+    SavedRun,
+    load_golden,
+    load_results,
+    save_results,
+)
 
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]
 
@@ -57,7 +63,7 @@ def test_round_trip_keeps_outputs_inputs_and_metadata(tmp_path, saved):
 
 
 def test_polygraphy_loads_and_compares_what_we_save(tmp_path, saved):
-    from polygraphy.comparator import CompareFunc, Comparator, RunResults
+    from polygraphy.comparator import Comparator, CompareFunc, RunResults
 
     path = save_results(tmp_path / "outputs.json", saved)
     results = RunResults.load(str(path))

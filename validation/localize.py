@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from core.compare import Tolerance, compare_outputs, scaled_to, to_jsonable
 from core.errors import UsageError
 from core.layout import find_paddle_program
-from core.compare import Tolerance, compare_outputs, scaled_to, to_jsonable
 
 _TRANSPARENT = frozenset({"Identity", "Cast"})  # pass a value through unchanged (but dtype)
 _PADDLE_PARAM = re.compile(r"^(?P<layer>[A-Za-z][\w]*?_\d+)\.(?:w|b)_\d+$")  # conv2d_3.w_0

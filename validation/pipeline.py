@@ -88,7 +88,8 @@ def summary(result: PipelineResult) -> str:
     manifest, run = result.export.manifest, result.validation
     lines = [f"## {manifest['model']}", "", f"Export: {result.export.path}"
              + (" (reused)" if result.export.reused else "")]
-    lines += [f"- {name} ({info['bytes'] / 1e6:.1f} MB)" for name, info in manifest["files"].items()]
+    lines += [f"- {name} ({info['bytes'] / 1e6:.1f} MB)"
+              for name, info in manifest["files"].items()]
     verdict = "PASS" if run.passed else "FAIL"
     lines += ["", f"Validation against {run.context.reference}: {verdict}"]
     for record in run.records:

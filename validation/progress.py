@@ -79,8 +79,15 @@ class RichProgress:
 
     def __init__(self, title: str, unit: str, stream: IO[str]):
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.title = title
         self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
