@@ -23,9 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from core.spec import FP32  # noqa: E402
+from validation.validate import DEFAULT_BATCH_SIZES  # noqa: E402
 
 MODELS = ("EfficientNetB0", "ResNeXt101_32x8d_wsl")
-BATCH_SIZES = (1, 4)
+BATCH_SIZES = DEFAULT_BATCH_SIZES  # validate's: one photograph, and a batch of them
 
 
 def medians(runtime: str, exports: dict[str, Path], threads: int, duration_s: float,

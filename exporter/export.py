@@ -552,7 +552,7 @@ def paddle_inference_outputs(program: Path, feed: np.ndarray) -> np.ndarray:
 
 def _ort_outputs(model: Path, spec: ModelSpec, feed: np.ndarray) -> np.ndarray:
     """The first output of a saved ONNX graph under ONNX Runtime CPU."""
-    with runtimes.create_runner("onnxruntime", model) as runner:
+    with runtimes.create_runner(runtimes.graph_runner(), model) as runner:
         return next(iter(runner.infer({spec.input_name: feed}).values()))
 
 

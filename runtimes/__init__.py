@@ -10,9 +10,17 @@ runtime is imported by the runner that uses it, when it is activated.
     ...     outputs = runner.infer({"x": batch})
 """
 
-from runtimes.availability import RUNNER_KINDS, availability, is_available, preferred, tool_versions
+from runtimes.availability import (
+    RUNNER_KINDS,
+    availability,
+    graph_runner,
+    is_available,
+    preferred,
+    tool_versions,
+)
 from runtimes.base import InputSpec, Runner, check_feed
 from runtimes.factory import create_runner, resolve_target
 
 __all__ = ["RUNNER_KINDS", "InputSpec", "Runner", "availability", "check_feed",
-           "create_runner", "is_available", "preferred", "resolve_target", "tool_versions"]
+           "create_runner", "graph_runner", "is_available", "preferred", "resolve_target",
+           "tool_versions"]

@@ -67,6 +67,12 @@ def preferred(rank: str) -> list[str]:
     return [kind for _, kind in sorted(ranked)]
 
 
+def graph_runner() -> str:
+    """The runtime that runs an ONNX graph as written, on the CPU in FP32 (ONNX Runtime CPU):
+    the exporter's check and localisation's reference."""
+    return next(kind for kind, runner in runner_classes().items() if runner.runs_graph_as_written)
+
+
 def tool_versions() -> dict[str, str]:
     """Installed versions of crossrt's toolchain, of every runtime and of every TensorRT
     backend, as each declares its pip names (absent ones are left out)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from core.errors import DependencyError, UsageError, first_line
-from core.spec import FP16, FP32
+from core.spec import BATCH_SIZES, FP16, FP32
 from runtimes.base import InputSpec, Runner
 from runtimes.probe import cpu_name, gpus, spec_dirs, version
 
@@ -149,7 +149,7 @@ class PaddleRunner(Runner):
     defaults: ClassVar[dict[str, Any]] = {
         "device": "cpu", "threads": None, "onednn": True, "ir_optim": True,
         "gpu_id": 0, "gpu_memory_mb": 256, "tensorrt": False, "fp16": False,
-        "trt_batch_range": (1, 4, 8),  # min / opt / max batch of the Paddle-TRT profile
+        "trt_batch_range": BATCH_SIZES,  # min / opt / max batch of the Paddle-TRT profile
         "trt_workspace": 1 << 30,
         "output_names": None,  # rename outputs by position (create_runner: the ONNX graph's names)
     }

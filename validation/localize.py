@@ -197,14 +197,16 @@ def localize_sources(test: TensorSource, reference: TensorSource, tolerance: Tol
 # ---- sources --------------------------------------------------------------------------------
 
 def onnx_tensors(model_path: str | Path, feed: Mapping[str, np.ndarray], *,
-                 kind: str = "onnxruntime", description: str | None = None) -> TensorSource:
-    """ONNX Runtime on ``model_path`` through runtimes' runner of ``kind`` (CPU by default)."""
+                 kind: str | None = None, description: str | None = None) -> TensorSource:
+    """``model_path`` run by runtimes' runner of ``kind`` (default: the graph as written, on
+    ONNX Runtime CPU)."""
     import runtimes
+    from runtimes.factory import runner_class
 
-    where = "CPU" if kind == "onnxruntime" else kind
+    kind = kind or runtimes.graph_runner()
+    title = runner_class(kind).title
     return runner_tensors(model_path, feed, lambda path: runtimes.create_runner(kind, path),
-                          description=description or
-                          f"ONNX Runtime {where} on {Path(model_path).name}")
+                          description=description or f"{title} on {Path(model_path).name}")
 
 
 def runner_tensors(model_path: str | Path, feed: Mapping[str, np.ndarray],
