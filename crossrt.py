@@ -47,7 +47,7 @@ def _file_arg(path: str | None) -> str | None:
 
 
 def _print_json(path: str, document: Any) -> int:
-    from core.provenance import write_json
+    from core.files import write_json
 
     if path == "-":
         print(json.dumps(document, indent=2))
@@ -201,7 +201,7 @@ def _build_engine_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from core.provenance import input_file
+    from core.files import input_file
     from runtimes.engine import EngineRequest, build_engine, engine_summary
 
     input_file(args.onnx, "--onnx", "export it with crossrt export-onnx MODEL")
@@ -246,7 +246,7 @@ def _request(kind: type, args: argparse.Namespace) -> Any:
 def _report(args: argparse.Namespace, table: str, document: Any, markdown: Callable[[], str],
             ) -> None:
     """The table on stdout, then the JSON report (--json) and the markdown (--markdown)."""
-    from core.provenance import write_atomic
+    from core.files import write_atomic
 
     print(table)
     if args.json:
@@ -290,7 +290,7 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from core.provenance import output_path
+    from core.files import output_path
     from validation.report import render_markdown, render_table, report_dict
     from validation.validate import ValidationRequest, validate
 
@@ -329,7 +329,7 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _accuracy(args: argparse.Namespace) -> int:
-    from core.provenance import output_path
+    from core.files import output_path
     from validation import accuracy_report
     from validation.accuracy import AccuracyRequest, evaluate_accuracy, progress_reporter
 
@@ -382,7 +382,7 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from core.provenance import output_path
+    from core.files import output_path
     from exporter.specs import SPECS
     from validation.bench import BenchConfig, progress_reporter, run_bench
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import provenance
+from core import files, provenance
 from core.errors import UsageError
 from core.log import log
 
@@ -215,7 +215,7 @@ class ExportDir:
 
     def publish(self, stage: Path) -> None:
         """Move the finished export into place; an existing one is replaced only at the end."""
-        stage.chmod(0o777 & ~provenance.umask())  # mkdtemp made it private; exports are not
+        stage.chmod(0o777 & ~files.umask())  # mkdtemp made it private; exports are not
         if self.path.exists():
             old = self.path.parent / f"{self._staging_prefix()}old"
             os.replace(self.path, old)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import runtimes
-from core import graphs, provenance
+from core import files, graphs, provenance
 from core.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
 from core.errors import (
     CheckFailed,
@@ -114,7 +114,7 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
     if seed < 0:
         raise UsageError(f"--seed must be 0 or more, got {seed}")
     if weights is not None:
-        provenance.input_file(weights, "checkpoint", "pass a PaddleClas *_pretrained.pdparams file")
+        files.input_file(weights, "checkpoint", "pass a PaddleClas *_pretrained.pdparams file")
     program_files = _paddle_model_files(paddle_model) if paddle_model is not None else None
     out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
     folder = ExportDir(out)
@@ -128,7 +128,7 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
                      "sha256": [provenance.sha256_file(f) for f in program_files]}
                     if program_files is not None else {"kind": "synthetic", "seed": seed}),
     }
-    with provenance.disk_errors(out), folder.locked():
+    with files.disk_errors(out), folder.locked():
         if (manifest := _reusable(folder, request, force)) is not None:
             log.info(f"reusing {out} (same request; --force to export again)")
             return ExportResult(out, manifest, reused=True)
@@ -299,7 +299,7 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     if request["fp16"]:
         with step("fp16", f"{spec.name}: writing {FP16_FILE}"):
             fp16_check = _fp16_graph(spec, stage, feed, onnx_outputs, photos=len(names))
-    provenance.write_atomic(stage / GOLDEN_FILE, _golden_npz(
+    files.write_atomic(stage / GOLDEN_FILE, _golden_npz(
         names, photos, converted.reference[:len(names)]))
     if not check["passed"]:
         raise CheckFailed(f"{spec.name}: ONNX Runtime differs from Paddle by "
@@ -320,7 +320,7 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
                                               "sha256": provenance.sha256_file(p)}
                   for p in sorted(stage.rglob("*")) if p.is_file()},
     }
-    provenance.write_json(stage / MANIFEST_FILE, manifest)
+    files.write_json(stage / MANIFEST_FILE, manifest)
     return manifest
 
 

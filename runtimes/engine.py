@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import graphs, provenance
+from core import files, graphs, provenance
 from core.errors import EngineBuildError, UsageError, first_line
 from runtimes import engine_info as info
 from runtimes import probe
@@ -131,7 +131,7 @@ def build_engine(request: EngineRequest) -> dict[str, Any]:
         None if request.skip_inference else
         smoke_test(request.engine, profile) if why_not_here is None else {"skipped": why_not_here})
     sidecar = _sidecar(request, backend, plan, profile, built, gpu, inference, export)
-    provenance.write_json(info.sidecar_path(request.engine), sidecar)
+    files.write_json(info.sidecar_path(request.engine), sidecar)
     return sidecar
 
 
@@ -156,7 +156,7 @@ def _write_plan(engine: Path, data: Any) -> None:
     """The plan, atomically; a sidecar left from an older plan is removed first (it would
     describe the old one)."""
     info.sidecar_path(engine).unlink(missing_ok=True)
-    provenance.write_atomic(engine, memoryview(data))
+    files.write_atomic(engine, memoryview(data))
 
 
 def _sidecar(request: EngineRequest, backend: backends.Backend, plan: info.PrecisionPlan,

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import runtimes  # noqa: E402
 from core.errors import CrossrtError  # noqa: E402
+from core.files import write_atomic, write_json  # noqa: E402
 from core.layout import ExportDir  # noqa: E402
 from core.preprocess import random_inputs  # noqa: E402
-from core.provenance import write_atomic, write_json  # noqa: E402
 from core.spec import FP16, FP32  # noqa: E402
 from runtimes import tool_versions  # noqa: E402
 from runtimes.availability import cpu_name, gpus  # noqa: E402

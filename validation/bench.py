@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import runtimes
-from core import provenance
+from core import files
 from core.errors import DependencyError, UsageError, first_line
 from core.preprocess import check_batch_fits
 from core.spec import BATCH_SIZES, DEFAULT_TABLE, FP16, LATENCY_TABLES, ModelSpec, Precision
@@ -177,14 +177,14 @@ def run_bench(config: BenchConfig, out_dir: str | Path, *, json_path: str | Path
     result = run_sweep(config, out / RESULTS_FILE, resume=resume, export=export,
                        make_runner=make_runner, progress=progress)
     doc = result.to_json()
-    files = {"json": out / RESULTS_FILE,
-             "markdown": provenance.write_atomic(out / MARKDOWN_FILE, tables.markdown_report(doc)),
-             "csv": provenance.write_atomic(out / CSV_FILE, tables.csv_text(result.records)),
-             "figure": figures.latency_accuracy_figure(result.records, out / FIGURE_FILE,
-                                                       table=config.table)}
+    written = {"json": out / RESULTS_FILE,
+               "markdown": files.write_atomic(out / MARKDOWN_FILE, tables.markdown_report(doc)),
+               "csv": files.write_atomic(out / CSV_FILE, tables.csv_text(result.records)),
+               "figure": figures.latency_accuracy_figure(result.records, out / FIGURE_FILE,
+                                                         table=config.table)}
     if json_path is not None:
-        files["json_copy"] = provenance.write_json(json_path, doc)
-    result.files = files
+        written["json_copy"] = files.write_json(json_path, doc)
+    result.files = written
     return result
 
 
@@ -210,7 +210,7 @@ def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = F
 
     def save(cell: Cell, record: dict[str, Any]) -> None:
         result.records.append(record)
-        provenance.write_json(results_path, result.to_json())
+        files.write_json(results_path, result.to_json())
         if progress:
             outcome = (f"{record['latency_ms']['median']:.2f} ms median"
                        if record["status"] == "ok" else f"{record['status']}: {record['reason']}")
@@ -218,7 +218,7 @@ def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = F
 
     if progress:
         progress.start(total=len(cells), done=len(cells) - len(todo))
-    provenance.write_json(results_path, result.to_json())
+    files.write_json(results_path, result.to_json())
     try:
         for model, model_cells in itertools.groupby(todo, key=lambda c: c.model):
             _sweep_model(config, get_spec(model), list(model_cells), export, make_runner,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core import provenance
+from core import files
 from core.spec import FP32
 from exporter.specs import SPECS, get_spec
 from exporter.zoo import family_of
@@ -95,4 +95,4 @@ def latency_accuracy_figure(records: Sequence[Record], path: str | Path, *, tabl
         ax.legend(fontsize=8, loc="lower right")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return provenance.write_atomic(path, buffer.getvalue())
+    return files.write_atomic(path, buffer.getvalue())

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import IO, Any
 
-from core import provenance
+from core import files
 from core.errors import UsageError
 from core.log import log
 
@@ -40,7 +40,7 @@ class PredictionsJournal:
         if self.partial is None or self.path is None:
             return []
         rows: list[Row] = []
-        with provenance.disk_errors(self.partial):
+        with files.disk_errors(self.partial):
             self.partial.parent.mkdir(parents=True, exist_ok=True)
             if self.resume and not self.partial.is_file() and self.path.is_file():
                 shutil.copyfile(self.path, self.partial)  # a finished run: nothing to redo
@@ -93,7 +93,7 @@ class PredictionsJournal:
     def write(self, rows: list[Row]) -> None:
         if self.handle is None:
             return
-        with provenance.disk_errors(self.partial or ""):
+        with files.disk_errors(self.partial or ""):
             self.handle.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
             self.handle.flush()
 
@@ -112,6 +112,6 @@ class PredictionsJournal:
         """The finished file: ``PATH.partial`` renamed to ``PATH`` (never half-written)."""
         if self.path is None or self.partial is None:
             return None
-        with provenance.disk_errors(self.path):
+        with files.disk_errors(self.path):
             os.replace(self.partial, self.path)
         return self.path

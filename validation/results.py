@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import UsageError, first_line
-from core.provenance import sha256_array, write_atomic
+from core.files import write_atomic
+from core.provenance import sha256_array
 
 FORMAT = "crossrt-run-results"
 FORMAT_VERSION = 1

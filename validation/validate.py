@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import runtimes
-from core import provenance
+from core import files
 from core.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
 from core.errors import UsageError
 from core.layout import ExportDir
@@ -94,7 +94,7 @@ class ValidationRequest:
             what = "is a file, not a folder" if self.images.exists() else "does not exist"
             raise UsageError(f"image folder {self.images} {what}; pass a folder of JPEG/PNG files")
         for path in self.load_outputs:
-            provenance.input_file(path, "saved outputs", "pass a file written by --save-outputs "
+            files.input_file(path, "saved outputs", "pass a file written by --save-outputs "
                                   "(or an export's reference.npz)")
 
 
