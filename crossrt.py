@@ -10,13 +10,14 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.errors import CheckFailed, CrossrtError, RuntimeFault, Terminated, UsageError
@@ -37,8 +38,14 @@ def _csv(kind: Callable[[str], Any], allow_empty: bool = False,
 
 
 def _json_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    """--json means one thing in every command: write the JSON report to PATH ("-": stdout)."""
+    """--json means one thing in every command: write the JSON report to PATH ("-": stdout,
+    and then nothing else goes to stdout)."""
     parser.add_argument("--json", nargs="?", const="-", metavar="PATH", help=what)
+
+
+def _force_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="replace an existing output file "
+                        "that crossrt did not write (never a folder)")
 
 
 def _file_arg(path: str | None) -> str | None:
@@ -46,11 +53,39 @@ def _file_arg(path: str | None) -> str | None:
     return None if path in (None, "-") else path
 
 
+def _check_outputs(args: argparse.Namespace, kinds: dict[str, Any],
+                   outputs: Sequence[Any] = (), inputs: Sequence[tuple[str, Any]] = ()) -> None:
+    """Before any work: the command's file flags (``kinds``: flag dest -> what crossrt writes
+    there) and ``outputs`` of the request, against its ``inputs`` (core.files.check_outputs)."""
+    from pathlib import Path
+
+    from core.files import Output, check_outputs
+
+    own = [Output(f"--{dest.replace('_', '-')}", Path(path), kind)
+           for dest, kind in kinds.items() if (path := _file_arg(getattr(args, dest)))]
+    check_outputs([*outputs, *own], inputs, force=getattr(args, "force", False))
+
+
+class _StdoutClosed(Exception):
+    """The reader of stdout went away (``crossrt zoo --json | head -1``)."""
+
+
+def _out(text: str) -> None:
+    """The command's output, on stdout (notices and errors go to stderr)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise _StdoutClosed from None
+    except OSError as error:
+        raise UsageError(f"cannot write to standard output: {error.strerror}; send it to a "
+                         "file or a pipe that can take it") from None
+
+
 def _print_json(path: str, document: Any) -> int:
     from core.files import write_json
 
     if path == "-":
-        print(json.dumps(document, indent=2))
+        _out(json.dumps(document, indent=2))
     else:
         write_json(path, document)
     return 0
@@ -60,11 +95,13 @@ def _print_json(path: str, document: Any) -> int:
 
 def _zoo_args(parser: argparse.ArgumentParser) -> None:
     _json_arg(parser, "the records as JSON, to PATH (default: stdout, instead of the table)")
+    _force_arg(parser)
 
 
 def _zoo(args: argparse.Namespace) -> int:
-    from exporter.counting import zoo_table
+    from exporter.counting import ZOO_JSON, zoo_table
 
+    _check_outputs(args, {"json": ZOO_JSON})
     rows = zoo_table()
     if args.json:
         return _print_json(args.json, rows)
@@ -74,9 +111,9 @@ def _zoo(args: argparse.Namespace) -> int:
                          f"{r['macs_g']:.3f}", f"{r['table_params_m']:.3f}",
                          _fmt(r["ref_params_m"]), f"{r['table_flops_g']:.3f}",
                          _fmt(r["ref_flops_g"]), _agrees(r)) for r in rows]
-    print(_table(lines))
-    print("table params/FLOPs: counted by the old Paddle static-graph statistics tool's rules, "
-          "as PaddleClas's published table was (see exporter/counting.py)")
+    _out(_table(lines))
+    _out("table params/FLOPs: counted by the old Paddle static-graph statistics tool's rules, "
+         "as PaddleClas's published table was (see exporter/counting.py)")
     return 0
 
 
@@ -128,7 +165,7 @@ def _export(args: argparse.Namespace) -> int:
     result = export_onnx(args.model, weights=args.weights, paddle_model=args.paddle_model,
                          out_dir=args.out, opset=args.opset, fp16=args.fp16,
                          simplify=not args.no_simplify, force=args.force, seed=args.seed)
-    print(_export_summary(result))
+    _out(_export_summary(result))
     return 0
 
 
@@ -153,19 +190,22 @@ def _export_summary(result: Any) -> str:
 
 def _runtimes_args(parser: argparse.ArgumentParser) -> None:
     _json_arg(parser, "the records as JSON, to PATH (default: stdout, instead of the table)")
+    _force_arg(parser)
 
 
 def _runtimes(args: argparse.Namespace) -> int:
     import runtimes
+    from runtimes.availability import AVAILABILITY_JSON
 
+    _check_outputs(args, {"json": AVAILABILITY_JSON})
     rows = runtimes.availability()
     if args.json:
         return _print_json(args.json, rows)
-    print(_table([("runtime", "available", "why")] + [
+    _out(_table([("runtime", "available", "why")] + [
         (r["kind"], "yes" if r["available"] else "no", r["reason"]) for r in rows]))
     backends = next(r["backends"] for r in rows if "backends" in r)
-    print("\nTensorRT engine builders (crossrt build-engine --backend):")
-    print(_table([("backend", "builds here", "what it can do")] + [
+    _out("\nTensorRT engine builders (crossrt build-engine --backend):")
+    _out(_table([("backend", "builds here", "what it can do")] + [
         (b["backend"], "yes" if b["builds_here"] else "no", b["summary"]) for b in backends]))
     return 0
 
@@ -198,6 +238,7 @@ def _build_engine_args(parser: argparse.ArgumentParser) -> None:
                         help="build only; skip the check inference (it runs only where a GPU "
                         "can run the plan)")
     parser.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+    _force_arg(parser)
 
 
 def _build_engine(args: argparse.Namespace) -> int:
@@ -211,8 +252,8 @@ def _build_engine(args: argparse.Namespace) -> int:
         timing_cache=args.timingCacheFile,
         builder_optimization_level=args.builderOptimizationLevel,
         compute_capabilities=args.computeCapabilities, backend=args.backend,
-        skip_inference=args.skipInference, verbose=args.verbose)
-    print(engine_summary(request.engine, build_engine(request)))
+        skip_inference=args.skipInference, verbose=args.verbose, force=args.force)
+    _out(engine_summary(request.engine, build_engine(request)))
     return 0
 
 
@@ -231,8 +272,9 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _report_args(parser: argparse.ArgumentParser) -> None:
-    _json_arg(parser, "the full report as JSON, to PATH (default: stdout, after the table)")
+    _json_arg(parser, "the full report as JSON, to PATH (default: stdout, instead of the table)")
     parser.add_argument("--markdown", metavar="PATH", help="write the report as markdown")
+    _force_arg(parser)
 
 
 def _request(kind: type, args: argparse.Namespace) -> Any:
@@ -245,10 +287,12 @@ def _request(kind: type, args: argparse.Namespace) -> Any:
 
 def _report(args: argparse.Namespace, table: str, document: Any, markdown: Callable[[], str],
             ) -> None:
-    """The table on stdout, then the JSON report (--json) and the markdown (--markdown)."""
+    """The table on stdout (with --json alone, the JSON report instead), the JSON report to
+    --json's file and the markdown to --markdown's."""
     from core.files import write_atomic
 
-    print(table)
+    if args.json != "-":
+        _out(table)
     if args.json:
         _print_json(args.json, document)
     if args.markdown:
@@ -290,13 +334,19 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from core.files import output_path
-    from validation.report import render_markdown, render_table, report_dict
+    from validation.report import (
+        JSON_REPORT,
+        MARKDOWN_REPORT,
+        render_markdown,
+        render_table,
+        report_dict,
+    )
     from validation.validate import ValidationRequest, validate
 
-    for flag in ("json", "markdown", "save_outputs"):
-        output_path(_file_arg(getattr(args, flag)), f"--{flag.replace('_', '-')}")
-    run = validate(_request(ValidationRequest, args))
+    request = _request(ValidationRequest, args)
+    _check_outputs(args, {"json": JSON_REPORT, "markdown": MARKDOWN_REPORT}, request.outputs(),
+                   request.inputs())
+    run = validate(request)
     _report(args, render_table(run.records, run.context), report_dict(run.records, run.context),
             lambda: render_markdown(run.records, run.context))
     return 0 if run.passed else 1
@@ -329,13 +379,14 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _accuracy(args: argparse.Namespace) -> int:
-    from core.files import output_path
     from validation import accuracy_report
     from validation.accuracy import AccuracyRequest, evaluate_accuracy, progress_reporter
 
-    for flag in ("json", "markdown", "predictions"):
-        output_path(_file_arg(getattr(args, flag)), f"--{flag}")
-    run = evaluate_accuracy(_request(AccuracyRequest, args), progress=progress_reporter())
+    request = _request(AccuracyRequest, args)
+    _check_outputs(args, {"json": accuracy_report.JSON_REPORT,
+                          "markdown": accuracy_report.MARKDOWN_REPORT},
+                   request.outputs(), request.inputs())
+    run = evaluate_accuracy(request, progress=progress_reporter())
     _report(args, accuracy_report.render_table(run), accuracy_report.report_dict(run),
             lambda: accuracy_report.render_markdown(run))
     if run.failures:
@@ -379,27 +430,27 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
     _json_arg(parser, "the results as JSON, to PATH too (default: stdout, after the table)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the cells already in --results and run only the rest")
+    _force_arg(parser)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from core.files import output_path
     from exporter.specs import SPECS
     from validation.bench import BenchConfig, progress_reporter, run_bench
 
     if args.all and args.models:
         raise UsageError("name models or pass --all, not both")
-    output_path(args.results, "--results", folder=True)
-    output_path(_file_arg(args.json), "--json")
     config = BenchConfig.resolve(
         list(SPECS) if args.all else args.models, runtime=args.runtime, table=args.table,
         precisions=args.precision, batch_sizes=args.batch_sizes, warmup_ms=args.warmup_ms,
         duration_s=args.duration_s, min_iterations=args.min_iterations, threads=args.threads,
         cuda_graph=args.cuda_graph, include_transfers=args.include_transfers)
     result = run_bench(config, args.results, json_path=_file_arg(args.json), resume=args.resume,
-                       progress=progress_reporter())
-    print(result.files["markdown"].read_text())  # its notes list failed and noisy cells
+                       progress=progress_reporter(), force=args.force)
     if args.json == "-":
         _print_json("-", result.to_json())
+    else:  # the report's notes list failed and noisy cells
+        _out(result.files["markdown"].read_text())
+        _out(f"results: {', '.join(str(p) for p in result.files.values())}")
     if result.records and all(r["status"] != "ok" for r in result.records):
         raise CheckFailed(f"every cell failed (first: {result.records[0]['reason']})")
     return 0
@@ -428,7 +479,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     result = run_pipeline(args.model, runtime=args.runtime, out_dir=args.out,
                           duration_s=args.duration_s, progress=progress_reporter())
-    print(summary(result))
+    _out(summary(result))
     return 0 if result.passed else 1
 
 
@@ -478,22 +529,37 @@ def build_parser() -> argparse.ArgumentParser:
 EXIT_CODES = {0: "success", 1: "a check ran and failed (validation mismatch, export check, "
               "every bench cell failed)", 2: "bad input: arguments, files, missing runtime or "
               "dependency", 3: "a runtime failed on good input (RuntimeFault, out of memory)",
-              130: "interrupted (Ctrl-C)", 143: "terminated (SIGTERM)"}
+              130: "interrupted (Ctrl-C)", 141: "stdout closed early (a pipe to head): the "
+              "rest of the output was dropped", 143: "terminated (SIGTERM)"}
 
 
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _quiet_libraries() -> None:
+    """stderr carries crossrt's lines only: other libraries' log records and warnings (a
+    matplotlib cache notice, a deprecation) are not the user's to read; undecodable file names
+    print with backslash escapes instead of failing."""
+    import logging
+
+    logging.getLogger().addHandler(logging.NullHandler())  # not logging's last-resort printer
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ notices
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """The error contract, in one place: CrossrtError -> one line and its exit_code (see
-    EXIT_CODES); MemoryError -> exit 3; Ctrl-C and SIGTERM -> clean-up, then 130 / 143.
-    Anything else is a bug in crossrt and keeps its traceback."""
+    EXIT_CODES); MemoryError -> exit 3; Ctrl-C and SIGTERM -> clean-up, then 130 / 143; stdout
+    closed by its reader -> 141, quietly. Anything else is a bug in crossrt and keeps its
+    traceback."""
     args = build_parser().parse_args(argv)
     show_on_stderr()
-    # Paddle's import and jit.save print notices that are not ours to show.
-    warnings.filterwarnings("ignore", message="No ccache found")
-    os.environ.setdefault("GLOG_minloglevel", "2")
+    _quiet_libraries()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -505,6 +571,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crossrt {args.command}: error: out of memory; use smaller --batch-sizes or a "
               "machine with more memory", file=sys.stderr)
         return RuntimeFault.exit_code
+    except _StdoutClosed:
+        # Python flushes stdout once more at exit: point it at /dev/null so that is quiet too
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt as stop:
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         print(f"crossrt {args.command}: {what}; nothing half-written was left behind",

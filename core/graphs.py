@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import files
 from core.errors import ExportError, UsageError, first_line
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ def read_onnx(path: str | Path) -> Any:
     if not path.is_file():
         raise UsageError(f"{path} is {'a folder' if path.is_dir() else 'missing'}: give an "
                          "ONNX model file (export one with crossrt export-onnx MODEL)")
+    if path.stat().st_size > PROTOBUF_LIMIT:  # past 2 GiB the weights are beside it, not in it
+        raise UsageError(f"{path} is {path.stat().st_size >> 20:,} MiB: no ONNX file passes "
+                         f"protobuf's {PROTOBUF_LIMIT >> 30} GiB (larger weights go to a .data "
+                         "file beside it); is it an ONNX model?")
     try:
         return onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
@@ -47,16 +52,24 @@ def read_onnx(path: str | Path) -> Any:
 
 
 def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
-    """Save a graph; past protobuf's 2 GiB the weights go to an external data file beside it."""
+    """Save a graph, atomically (a private folder beside it, then a rename: an interrupted or
+    failed save leaves nothing); past protobuf's 2 GiB the weights go to ``PATH.data``."""
     import onnx
     from onnx.external_data_helper import uses_external_data
 
-    if any(uses_external_data(t) for t in graph.graph.initializer):
-        onnx.save_model(graph, str(path))  # weights already beside it (exporter.large)
-        return
-    large = graph.ByteSize() >= PROTOBUF_LIMIT
-    onnx.save_model(graph, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=f"{path.name}.data" if large else None)
+    path = Path(path)
+    with files.disk_errors(path), tempfile.TemporaryDirectory(
+            dir=path.parent, prefix=files.temp_prefix(path.name)) as staging:
+        staged = Path(staging) / path.name
+        if any(uses_external_data(t) for t in graph.graph.initializer):
+            onnx.save_model(graph, str(staged))  # weights already beside it (exporter.large)
+        else:
+            large = graph.ByteSize() >= PROTOBUF_LIMIT
+            onnx.save_model(graph, str(staged), save_as_external_data=large,
+                            all_tensors_to_one_file=True,
+                            location=f"{path.name}.data" if large else None)
+        for part in sorted(Path(staging).iterdir(), key=lambda p: p == staged):  # graph last
+            os.replace(part, path.with_name(part.name))
 
 
 def check_graph(graph: onnx.ModelProto | Path) -> None:
@@ -85,19 +98,26 @@ def simplify(graph: onnx.ModelProto) -> onnx.ModelProto:
 def convert_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
     """An FP16 copy of an FP32 graph with FP32 inputs and outputs, some ops kept in FP32."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     # Shape inference on the file, not in memory: a graph past protobuf's 2 GB (with external
     # data) cannot be serialised for onnx.shape_inference.infer_shapes.
+    from google.protobuf.message import DecodeError
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
     onnx_path = Path(onnx_path)
-    fd, inferred = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.name}.",
-                                    suffix=".shapes")
-    os.close(fd)
-    try:
-        onnx.shape_inference.infer_shapes_path(str(onnx_path), inferred)
-        graph = onnx.load(inferred)
-    finally:
-        Path(inferred).unlink(missing_ok=True)
+    with files.disk_errors(onnx_path.parent):
+        fd, inferred = tempfile.mkstemp(dir=onnx_path.parent,
+                                        prefix=files.temp_prefix(onnx_path.name), suffix=".shapes")
+        os.close(fd)
+        try:
+            onnx.shape_inference.infer_shapes_path(str(onnx_path), inferred)
+            graph = onnx.load(inferred)
+        except (DecodeError, ValueError) as error:  # a short write: the disk filled up
+            raise UsageError(f"cannot read back the shapes onnx inferred for {onnx_path.name} "
+                             f"({first_line(error, named=True)}); check the free space in "
+                             f"{onnx_path.parent} and run again") from None
+        finally:
+            Path(inferred).unlink(missing_ok=True)
     for tensor in graph.graph.initializer:
         # The converter turns float_data tensors element by element in Python (10 s for B0);
         # the same values as raw bytes take it half a second.

@@ -12,14 +12,9 @@ place at the end, under a lock that says who holds it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
-import socket
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +22,6 @@ from typing import Any
 
 from core import files, provenance
 from core.errors import UsageError
-from core.log import log
 
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -53,6 +47,12 @@ def engine_name(onnx_name: str, fp16: bool = False) -> str:
 PADDLE_PROGRAM_STEM = "inference"  # what paddle.jit.save writes: inference.json + .pdiparams
 PADDLE_PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDesc
 PADDLE_PARAMS_SUFFIX = ".pdiparams"
+# What every manifest holds (the records crossrt reads back); newer ones hold more
+MANIFEST_SCHEMA: files.Schema = {
+    "model": str, "request": dict, "weights": dict, "files": dict, "nodes": dict,
+    "preprocessing": dict, "inputs": list, "outputs": list,
+    "check": {"max_abs_error": (int, float), "tolerance": (int, float), "passed": bool,
+              "top1_agreement": (int, float, type(None))}}
 _STAGING = ".crossrt-staging-"  # .NAME.crossrt-staging-XXXXXXXX (mkdtemp) or ...-old
 _MKDTEMP_SUFFIX = 8
 
@@ -88,20 +88,17 @@ class ExportDir:
         return self.manifest_path.is_file()
 
     def manifest(self) -> dict[str, Any]:
-        """The manifest, checked: a JSON object naming its model, with well-formed file records."""
-        path = self.manifest_path
-        try:
-            manifest = json.loads(path.read_text())
-        except FileNotFoundError:
+        """The manifest, checked: a JSON object with every record crossrt reads from it (a
+        corrupt or incomplete one is one UsageError naming the file and the fix)."""
+        if not self.manifest_path.is_file() and not self.manifest_path.is_dir():
             raise UsageError(f"{self.path} is not a crossrt export (no {MANIFEST_FILE}); run "
-                             "crossrt export-onnx MODEL --out DIR first") from None
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(f"{path} is corrupt (not JSON: {exc}); {_fix(self.path)}") from None
-        problem = _manifest_problem(manifest)
-        if problem:
-            raise UsageError(f"{path} is corrupt ({problem}); {_fix(self.path)}")
+                             "crossrt export-onnx MODEL --out DIR first")
+        fix = _fix(self.path)
+        manifest: dict[str, Any] = files.read_json(self.manifest_path, "manifest", fix,
+                                                   MANIFEST_SCHEMA)
+        for name, info in manifest["files"].items():
+            if problem := files.schema_problem(info, {"sha256": str, "bytes": int}, name):
+                raise UsageError(f"{self.manifest_path} is corrupt ({problem}); {fix}")
         return manifest
 
     def edited_files(self, manifest: dict[str, Any], suffix: str = "") -> list[str]:
@@ -127,10 +124,25 @@ class ExportDir:
                                              *(f"{PADDLE_DIR}/{PADDLE_PROGRAM_STEM}{suffix}"
                                                for suffix in (*PADDLE_PROGRAM_SUFFIXES,
                                                               PADDLE_PARAMS_SUFFIX))))}
-        present = (p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
-                   if not p.is_dir())
-        return sorted(name for name in present
-                      if name not in own and not ("/" not in name and _engine_name(name)))
+        engines = [f"{engine_name(ONNX_FILE, fp16)}{sidecar}"
+                   for fp16 in (False, True) for sidecar in ("", ".json")]
+        present = [p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
+                   if not p.is_dir()]
+        return sorted(name for name in present if name not in own
+                      and not ("/" not in name and _engine_name(name))
+                      # what a crossrt process killed mid-write left (a temporary file or folder)
+                      and not files.is_temp_of(name.split("/")[0], (*own, *engines)))
+
+    def input_files(self) -> list[Path]:
+        """What a command reading this export reads: the manifest and the files it lists
+        (none when it is not an export): no output may be written over one of them."""
+        if not self.is_export():
+            return []
+        try:
+            listed = list(self.manifest()["files"])
+        except UsageError:
+            listed = []
+        return [self.manifest_path, *(self.path / name for name in listed)]
 
     def engines(self) -> list[str]:
         """Engines (and their sidecars) built inside this folder."""
@@ -157,52 +169,12 @@ class ExportDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Serialise exports to this folder; a waiting export says who holds the lock.
-
-        The lock file (``.NAME.lock`` beside the folder) holds its owner's pid, host and
-        command, and is removed on release; a waiter that finds it removed or replaced
-        takes the new one, so no two exports ever hold it at once.
-        """
-        parent, lock_path = self.path.parent, self._lock_path()
-        parent.mkdir(parents=True, exist_ok=True)
-        told = False
-        while True:
-            handle = open(lock_path, "a+")  # noqa: SIM115 - held past this block, closed below
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not told:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another process"
-                    log.info(f"waiting for {self.path}: another export holds its lock ({holder})")
-                    told = True
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX)
-                except BaseException:
-                    handle.close()
-                    raise
-            try:
-                same = os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            handle.close()  # released and removed by its holder meanwhile: lock the new one
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-                         f"{time.strftime('%H:%M:%S')}: {' '.join(sys.argv)[:200]}\n")
-            handle.flush()
-            # Under the lock no other export of this folder runs: leftovers are from a crash.
+        """Serialise exports to this folder (:func:`core.files.locked`); under the lock no
+        other export of it runs, so staging folders left beside it are a crash's and go."""
+        with files.locked(self.path, "export"):
             for stale in self._staging_leftovers():
                 shutil.rmtree(stale, ignore_errors=True)
             yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(lock_path)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -224,11 +196,9 @@ class ExportDir:
         else:
             os.replace(stage, self.path)
 
-    def _lock_path(self) -> Path:
-        return self.path.parent / f".{self.path.name}.lock"
-
     def _staging_prefix(self) -> str:
-        return f".{self.path.name}{_STAGING}"
+        return files.derived_name(self.path.name, f"{_STAGING}{'0' * _MKDTEMP_SUFFIX}",
+                                  prefix=".")[:-_MKDTEMP_SUFFIX]
 
     def _staging_leftovers(self) -> list[Path]:
         """This folder's own staging folders, matched literally (never a glob on its name)."""
@@ -241,20 +211,6 @@ class ExportDir:
 def _engine_name(name: str) -> bool:
     """What build-engine writes beside a graph: model[.fp16].engine and its .json sidecar."""
     return name.startswith("model") and name.endswith((".engine", ".engine.json"))
-
-
-def _manifest_problem(manifest: Any) -> str | None:
-    if not isinstance(manifest, dict):
-        return f"a JSON {type(manifest).__name__}, not an object"
-    if not isinstance(manifest.get("model"), str):
-        return "no model name"
-    for key in ("request", "weights", "files", "check"):
-        if key in manifest and not isinstance(manifest[key], dict):
-            return f"its {key!r} is not an object"
-    for name, info in manifest.get("files", {}).items():
-        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
-            return f"no sha256 for {name}"
-    return None
 
 
 def find_paddle_program(target: str | Path) -> Path:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import limits
 from core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -54,11 +55,30 @@ def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to HWC uint8 RGB, as PaddleClas's DecodeImage(to_rgb=True)."""
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+    if not Path(path).is_file():
+        raise UsageError(f"cannot read image {path}: not a readable JPEG/PNG file")
+    limits.check_file_size(Path(path), limits.IMAGE_BYTES, "image")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    _check_dimensions(path, data)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise UsageError(f"cannot read image {path}: not a readable JPEG/PNG file")
     return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def _check_dimensions(path: str | Path, data: np.ndarray) -> None:
+    """The image's size from its header (Pillow reads no pixels for it), refused past
+    crossrt's limits before OpenCV decodes it: a tiny file can declare a huge image."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as header:
+            width, height = header.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return  # not a format Pillow knows: OpenCV decides (its own limit is 2^30 pixels)
+    limits.check_image_size(path, width, height)
 
 
 def bundled_photos() -> list[tuple[str, np.ndarray]]:
@@ -100,18 +120,20 @@ def photo_batch(spec: ModelSpec, directory: str | Path | None = None,
 ACTIVATION_FACTOR = 32  # a classifier's working memory per sample, in multiples of its input
 
 
-def check_batch_fits(spec: ModelSpec, batch_size: int) -> None:
-    """Refuse a batch size whose inputs and activations cannot fit in this machine's memory
-    (asked for anyway, numpy or the runtime would exhaust memory, or the kernel kill us)."""
-    need = batch_size * int(np.prod(spec.input_shape)) * 4 * ACTIVATION_FACTOR
+def check_batch_fits(spec: ModelSpec, batch_size: int, factor: int = ACTIVATION_FACTOR,
+                     what: str = "", fix: str = "use smaller --batch-sizes") -> None:
+    """Refuse a batch size whose inputs and activations (``factor`` times the inputs) cannot
+    fit in this machine's memory (asked for anyway, numpy or the runtime would exhaust
+    memory, or the kernel kill us)."""
+    need = batch_size * int(np.prod(spec.input_shape)) * 4 * factor
     try:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return
     if need > free:
-        raise UsageError(f"batch size {batch_size} of {spec.name} needs about {need / 2**30:.0f} "
-                         f"GiB, this machine has {free / 2**30:.0f} GiB free; use smaller "
-                         "--batch-sizes")
+        raise UsageError(f"{what or f'batch size {batch_size}'} of {spec.name} needs about "
+                         f"{need / 2**30:.0f} GiB, this machine has {free / 2**30:.0f} GiB free; "
+                         f"{fix}")
 
 
 def batches(samples: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.files import OutputKind, json_document
+
 if TYPE_CHECKING:
     from core.spec import ModelSpec
     from exporter.family import CountingRule
@@ -80,6 +82,15 @@ def count(spec: ModelSpec) -> dict[str, Any]:
             "table_flops_g": flops_tally.table_flops / 1e9,
             "own_table_flops_g": tally.table_flops / 1e9,
             "ref_params_m": spec.published.params_m, "ref_flops_g": spec.published.flops_g}
+
+
+def _is_zoo_json(path: Path) -> bool:
+    rows = json_document(path)
+    return isinstance(rows, list) and all(isinstance(r, dict) and "table_flops_g" in r
+                                          for r in rows)
+
+
+ZOO_JSON = OutputKind("zoo table", _is_zoo_json)
 
 
 def zoo_table() -> list[dict[str, Any]]:

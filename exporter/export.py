@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import runtimes
-from core import files, graphs, provenance
+from core import files, graphs, limits, provenance
 from core.compare import OutputComparison, Tolerance, compare_outputs, scaled_to
 from core.errors import (
     CheckFailed,
@@ -111,14 +111,15 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
                          f"{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     if weights is not None and paddle_model is not None:
         raise UsageError("give either --weights or --paddle-model, not both")
-    if seed < 0:
-        raise UsageError(f"--seed must be 0 or more, got {seed}")
+    limits.SEED.check(seed)
     if weights is not None:
         files.input_file(weights, "checkpoint", "pass a PaddleClas *_pretrained.pdparams file")
     program_files = _paddle_model_files(paddle_model) if paddle_model is not None else None
     out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
     folder = ExportDir(out)
     folder.check_replaceable()
+    _check_inputs_outside(out, [("--weights", weights), *(
+        ("--paddle-model", path) for path in program_files or ())])
     request = {
         "model": spec.name, "opset": opset, "fp16": fp16, "simplify": simplify,
         "crossrt": provenance.installed_versions(("crossrt",)).get("crossrt", "dev"),
@@ -137,6 +138,14 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
                               seed=seed)
             folder.publish(stage)
     return ExportResult(out, manifest, reused=False)
+
+
+def _check_inputs_outside(out: Path, inputs: list[tuple[str, str | Path | None]]) -> None:
+    """An export replaces its folder whole: no input of it may lie inside."""
+    for flag, path in inputs:
+        if path is not None and out.resolve() in Path(path).resolve().parents:
+            raise UsageError(f"{flag} {path} lies inside --out {out}, which the export replaces "
+                             "whole; copy it out of there first, or choose another --out")
 
 
 def _paddle_model_files(path: str | Path) -> tuple[Path, Path]:

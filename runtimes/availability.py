@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.files import OutputKind, json_document
 from runtimes.probe import cpu_name, gpus, version  # noqa: F401 - importable from here too
 
 if TYPE_CHECKING:
@@ -83,6 +85,14 @@ def tool_versions() -> dict[str, str]:
                            for name in runner.distributions),
              *(name for backend in BACKENDS.values() for name in backend.distributions)]
     return installed_versions(tuple(dict.fromkeys(names)))
+
+
+def _is_availability_json(path: Path) -> bool:
+    rows = json_document(path)
+    return isinstance(rows, list) and all(isinstance(r, dict) and "available" in r for r in rows)
+
+
+AVAILABILITY_JSON = OutputKind("runtimes table", _is_availability_json)
 
 
 def availability() -> list[dict[str, Any]]:

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from core import files, graphs, provenance
 from core.errors import EngineBuildError, UsageError, first_line
+from core.interrupts import deferred_interrupts
+from core.layout import ExportDir, fp16_graph_name
+from core.log import log
 from runtimes import engine_info as info
 from runtimes import probe
 from runtimes import trt_backends as backends
@@ -41,6 +44,7 @@ from runtimes.trtexec import (
 )
 
 _DLA_POOLS = ("dlaSRAM", "dlaLocalDRAM", "dlaGlobalDRAM")
+MAX_POOL_BYTES = 1 << 40  # 1 TiB: far past any GPU; a larger --memPoolSize is a typo
 _QUIET = 100  # above Polygraphy's CRITICAL: its own messages would break the one-line contract
 
 
@@ -66,6 +70,7 @@ class EngineRequest:
     backend: str = "auto"
     skip_inference: bool = False
     verbose: bool = False
+    force: bool = False  # replace an existing --saveEngine that crossrt did not write
 
     @classmethod
     def from_trtexec(cls, onnx: str | Path, save_engine: str | Path | None = None, *,
@@ -74,7 +79,8 @@ class EngineRequest:
                      mem_pool_size: str | None = None, timing_cache: str | Path | None = None,
                      builder_optimization_level: int | None = None,
                      compute_capabilities: str | None = None, backend: str = "auto",
-                     skip_inference: bool = False, verbose: bool = False) -> EngineRequest:
+                     skip_inference: bool = False, verbose: bool = False,
+                     force: bool = False) -> EngineRequest:
         """trtexec's vocabulary (``x:1x3x224x224``, ``workspace:2G``, ``8.6,8.9``) parsed and
         checked; the engine defaults to ``model[.fp16].engine`` beside the graph."""
         onnx = Path(onnx)
@@ -91,7 +97,8 @@ class EngineRequest:
                    optimization_level=builder_optimization_level,
                    compute_capabilities=(None if compute_capabilities is None
                                          else backends.parse_computes(compute_capabilities)),
-                   backend=backend, skip_inference=skip_inference, verbose=verbose)
+                   backend=backend, skip_inference=skip_inference, verbose=verbose,
+                   force=force)
 
 
 @dataclass(frozen=True)
@@ -138,18 +145,30 @@ def build_engine(request: EngineRequest) -> dict[str, Any]:
 def _check_request(request: EngineRequest) -> tuple[Profile, dict[str, Any] | None]:
     """Everything that can be refused before TensorRT is loaded: the profile to build, and
     the export the graph belongs to (None outside an export; a corrupt manifest is refused)."""
-    if not request.onnx.is_file():
-        what = "is a folder" if request.onnx.is_dir() else "does not exist"
-        raise UsageError(f"{request.onnx} {what}: give the ONNX file to build from (--onnx)")
-    if request.engine.is_dir():
-        raise UsageError(f"{request.engine} is a folder: give the engine file to write "
-                         "(--saveEngine)")
+    onnx = request.onnx
+    if not onnx.is_file():
+        what = "is a folder" if onnx.is_dir() else "does not exist"
+        raise UsageError(f"{onnx} {what}: give the ONNX file to build from (--onnx)")
     level = request.optimization_level
     if level is not None and level not in OPTIMIZATION_LEVELS:
         raise UsageError(f"--builderOptimizationLevel must be 0..5, got {level}")
-    export = _export_record(request.onnx)
-    return resolve_profile(onnx_inputs(request.onnx), request.min_shapes, request.opt_shapes,
-                           request.max_shapes), export
+    for pool, size in request.memory_pools.items():
+        if not 0 < size <= MAX_POOL_BYTES:
+            raise UsageError(f"--memPoolSize {pool}:{size >> 20} MiB is out of range: give "
+                             f"more than 0 and at most {MAX_POOL_BYTES >> 40} TiB")
+    fp16_graph = onnx.with_name(fp16_graph_name(onnx.name))
+    export = ExportDir(onnx.parent)
+    inputs = [("--onnx", onnx), ("--onnx", onnx.with_name(f"{onnx.name}.data")),
+              ("the FP16 graph", fp16_graph), ("the FP16 graph", fp16_graph.with_name(
+                  f"{fp16_graph.name}.data")), ("the export's manifest", export.manifest_path)]
+    files.check_outputs([files.Output("--saveEngine", request.engine, info.PLAN),
+                         files.Output("the engine's sidecar", info.sidecar_path(request.engine),
+                                      info.SIDECAR)],
+                        [(flag, path) for flag, path in inputs if path.exists()],
+                        force=request.force)
+    export_record = _export_record(onnx)
+    return resolve_profile(onnx_inputs(onnx), request.min_shapes, request.opt_shapes,
+                           request.max_shapes), export_record
 
 
 def _write_plan(engine: Path, data: Any) -> None:
@@ -185,6 +204,12 @@ def _refuse_unsupported(backend: backends.Backend, request: EngineRequest) -> No
     """Options TensorRT-RTX would accept and then fail on only in its log, refused up front."""
     if request.compute_capabilities is not None:
         backend.check_targets(request.compute_capabilities)
+        fp16_only = [t for t in request.compute_capabilities if t in backend.fp16_only_targets]
+        if fp16_only and not request.fp16:
+            shown = backends.format_computes(tuple(fp16_only))
+            raise UsageError(f"--computeCapabilities {shown}: {backend.title} builds only FP16 "
+                             f"engines for {shown} (it has no FP32 GEMM kernels there); add "
+                             f"--fp16, or leave {shown} out")
     if not backend.target_bits:
         return
     if dla := [p for p in request.memory_pools if p in _DLA_POOLS]:
@@ -209,10 +234,13 @@ def _build(backend: backends.Backend, plan: info.PrecisionPlan, profile: Profile
 
     cache = request.timing_cache
     cache_before = cache.stat().st_size if cache and cache.is_file() else None
-    config = _config(backend, plan, profile, request, trt)
     started = time.perf_counter()
-    with backends.BuildLog.capture() as messages, \
+    # Ctrl-C or SIGTERM: the build is cancelled at its next step and the interrupt raised once
+    # TensorRT returns (raised inside its callbacks, TensorRT would swallow it)
+    with deferred_interrupts() as interrupted, backends.BuildLog.capture() as messages, \
             G_LOGGER.verbosity(G_LOGGER.VERBOSE if request.verbose else _QUIET):
+        config = _config(backend, plan, profile, request, trt,
+                         backends.progress_monitor(trt, lambda: interrupted.pending))
         try:
             parsed = NetworkFromOnnxPath(str(plan.onnx), strongly_typed=plan.strongly_typed)()
         except PolygraphyException as error:
@@ -233,7 +261,7 @@ def _build(backend: backends.Backend, plan: info.PrecisionPlan, profile: Profile
 
 
 def _config(backend: backends.Backend, plan: info.PrecisionPlan, profile: Profile,
-            request: EngineRequest, trt: Any) -> Any:
+            request: EngineRequest, trt: Any, monitor: Any | None) -> Any:
     """Polygraphy's builder config: the one profile, pools, level, targets or FP16 flag."""
     from polygraphy.backend.trt import Profile as PolygraphyProfile
 
@@ -245,6 +273,8 @@ def _config(backend: backends.Backend, plan: info.PrecisionPlan, profile: Profil
         memory_pool_limits={trt.MemoryPoolType.__members__[MEM_POOLS[p]]: n
                             for p, n in request.memory_pools.items()} or None,
         profiling_verbosity=trt.ProfilingVerbosity.DETAILED)  # the builder's layer report
+    if monitor is not None:
+        options["progress_monitor"] = monitor
     if backend.target_bits:
         from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
 
@@ -306,16 +336,21 @@ def _inspect(backend: backends.Backend, data: Any) -> list[Any]:
 
 
 def _export_record(onnx: Path) -> dict[str, Any] | None:
-    """The export the ONNX belongs to, as far as the engine needs it (None outside one)."""
-    from core.layout import ExportDir
-
+    """The export the ONNX belongs to, as far as the engine needs it (None outside one); a
+    graph edited since export is built as it is now, and said so (as validate does)."""
     export = ExportDir(onnx.parent)
     if not export.is_export():
         return None
     manifest = export.manifest()  # a corrupt one is a one-line UsageError
+    edited = [name for name in export.edited_files(manifest, suffix=".onnx")
+              if name == onnx.name]
+    if edited:
+        log.warning(f"{onnx.name} no longer matches the manifest's sha256 (edited after "
+                    "export?); building it as it is now")
     return {"path": str(export.manifest_path),
             "sha256": provenance.sha256_file(export.manifest_path),
-            "model": manifest["model"], "weights": manifest.get("weights")}
+            "model": manifest["model"], "weights": manifest.get("weights"),
+            "edited_since_export": bool(edited)}
 
 
 def _peak_rss_mb() -> float:
@@ -364,11 +399,10 @@ def cached_engine(onnx: Path, fp16: bool) -> Path | None:
         sidecar = info.read_sidecar(engine)
     except UsageError:
         return None
-    if not engine.is_file() or not sidecar:
-        return None
-    built_from = Path(sidecar.get("onnx", {}).get("path", ""))
-    if (not built_from.is_file()
-            or sidecar["onnx"].get("sha256") != provenance.sha256_file(built_from)):
+    if not engine.is_file() or not sidecar or info.plan_matches(engine, sidecar):
+        return None  # missing, or truncated / of another build: built again
+    built_from = Path(sidecar["onnx"]["path"])
+    if not built_from.is_file() or sidecar["onnx"]["sha256"] != provenance.sha256_file(built_from):
         return None
     return engine
 

@@ -18,7 +18,6 @@ to refuse, before deserialisation, a plan this machine cannot load.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -26,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DependencyError, EngineBuildError, UsageError
+from core.files import OutputKind, Schema, json_document, read_json, schema_problem
 from core.layout import fp16_graph_name
+from core.provenance import sha256_file
 from core.spec import FP16, FP32, Precision
-from runtimes.trt_backends import BACKENDS, Backend, parse_compute, read_plan_header
+from runtimes.trt_backends import BACKENDS, Backend, parse_compute, plan_backend, read_plan_header
 from runtimes.trtexec import Profile
 
 # Substrings of a data-type text, most specific first ("BFloat16" holds "Float")
@@ -36,6 +37,14 @@ _PRECISION_WORDS = (("BFLOAT16", "bf16"), ("BF16", "bf16"), ("FP8", "fp8"), ("FL
                     ("HALF", FP16), ("FP16", FP16), ("FLOAT16", FP16), ("INT64", "int64"),
                     ("INT32", "int32"), ("INT8", "int8"), ("UINT8", "uint8"), ("BOOL", "bool"),
                     ("FP32", FP32), ("FLOAT", FP32))
+# What every sidecar holds (the records crossrt reads back); newer ones hold more
+SIDECAR_SCHEMA: Schema = {
+    "engine": str, "backend": str, "tensorrt_version": str, "targets": (list, type(None)),
+    "onnx": {"path": str, "sha256": str}, "profiles": list,
+    "precision": {"engine": str, "layers": dict, "source": str},
+    "build": {"seconds": (int, float), "plan_bytes": int, "plan_sha256": str},
+    "inference_check": (dict, type(None))}
+_REBUILD = "rebuild the engine with crossrt build-engine"
 _NOT_COMPUTE = ("Reformat", "NoOp")  # layers that only move or relabel data
 _EVIDENCE_ORDER = ("inspector", "builder", "network")  # strongest first
 
@@ -173,19 +182,45 @@ def sidecar_path(engine: str | Path) -> Path:
     return engine.with_name(engine.name + ".json")
 
 
-def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
-    path = sidecar_path(engine)
-    if not path.is_file():
-        return None
+def _is_plan(path: Path) -> bool:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read the engine's sidecar {path}: {error}; rebuild the "
-                         "engine with crossrt build-engine") from error
-    if not isinstance(data, dict):
-        raise UsageError(f"the engine's sidecar {path} is not a JSON object; rebuild the engine "
-                         "with crossrt build-engine")
-    return data
+        with open(path, "rb") as handle:
+            return plan_backend(handle.read(4)) is not None
+    except OSError:
+        return False
+
+
+def _is_sidecar(path: Path) -> bool:
+    return schema_problem(json_document(path), SIDECAR_SCHEMA) is None
+
+
+PLAN = OutputKind("TensorRT engine", _is_plan)
+SIDECAR = OutputKind("engine sidecar", _is_sidecar)
+
+
+def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
+    """The sidecar beside ``engine``, checked (None when there is none)."""
+    path = sidecar_path(engine)
+    if not path.exists():
+        return None
+    sidecar: dict[str, Any] = read_json(path, "the engine's sidecar", _REBUILD, SIDECAR_SCHEMA)
+    return sidecar
+
+
+def plan_matches(engine: Path, sidecar: dict[str, Any]) -> str | None:
+    """None when the plan at ``engine`` is the one its sidecar describes (size, then sha256),
+    else what differs: a truncated plan, or the sidecar of another build."""
+    build = sidecar["build"]
+    try:
+        size = engine.stat().st_size
+    except OSError as error:
+        return f"it cannot be read ({error.strerror})"
+    if size != build["plan_bytes"]:
+        return f"it has {size} bytes, its sidecar says {build['plan_bytes']} (truncated, or " \
+               "the sidecar of another build)"
+    if sha256_file(engine) != build["plan_sha256"]:
+        return "its sha256 is not the one its sidecar records (the sidecar of another build?)"
+    return None
 
 
 def make_sidecar(*, engine: Path, backend: Backend, version: str, targets: list[str] | None,
@@ -225,6 +260,9 @@ def check_loadable(path: Path, sidecar: dict[str, Any] | None,
     if sidecar and sidecar.get("backend", backend.name) != backend.name:
         raise UsageError(f"engine {path} is a {backend.title} plan but its sidecar says "
                          f"{sidecar['backend']}: the files do not belong together; {rebuild}")
+    if sidecar and (problem := plan_matches(path, sidecar)):
+        raise UsageError(f"engine {path} is not the plan its sidecar describes: {problem}; "
+                         f"{rebuild}")
     installed = backend_versions.get(backend.name)
     if installed is None:
         other = [b.title for name, b in BACKENDS.items() if backend_versions.get(name)]

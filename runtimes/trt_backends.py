@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -50,6 +50,9 @@ class Backend:
     # on 1.7: byte 32 of the plan, 0x7e when no target is named)
     target_bits: tuple[tuple[Compute, int], ...] = ()
     default_targets: tuple[Compute, ...] = ()
+    # Targets this backend builds FP16 engines for only (TensorRT-RTX 1.7 has no FP32 GEMM
+    # kernels for Turing: an FP32 build for 7.5 fails inside TensorRT)
+    fp16_only_targets: tuple[Compute, ...] = ()
 
     def installed_reason(self) -> str | None:
         """None when the real module and its libraries are installed, else what to install."""
@@ -160,7 +163,7 @@ TENSORRT_RTX = Backend(
     install="pip install 'crossrt[trt-rtx]' (TensorRT-RTX, builds without a GPU)",
     builds_without_gpu=True,
     target_bits=(((7, 5), 0), ((8, 0), 1), ((8, 6), 2), ((8, 9), 3), ((12, 0), 4), ((12, 1), 5)),
-    default_targets=((8, 0), (8, 6), (8, 9), (12, 0), (12, 1)))
+    default_targets=((8, 0), (8, 6), (8, 9), (12, 0), (12, 1)), fp16_only_targets=((7, 5),))
 BACKENDS = {backend.name: backend for backend in (TENSORRT, TENSORRT_RTX)}
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
@@ -290,6 +293,29 @@ class BuildLog:
             yield messages
         finally:
             logger.messages = None
+
+
+def progress_monitor(module: ModuleType, stop: Callable[[], bool]) -> Any | None:
+    """A ``module.IProgressMonitor`` that cancels the build at its next step once ``stop()``
+    is true (Ctrl-C or SIGTERM arrived); None for a build without progress monitors."""
+    base = getattr(module, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class _Monitor(base):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)  # type: ignore[misc]  # pybind11 classes need it
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            pass
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return not stop()  # False: TensorRT abandons the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            pass
+
+    return _Monitor()
 
 
 def first_error(messages: list[tuple[str, str]]) -> str | None:

@@ -6,9 +6,9 @@ rules, so a user who knows ``trtexec --onnx m.onnx --minShapes x:1x3x224x224 ...
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
-from math import floor
 from pathlib import Path
 
 from core.errors import UsageError
@@ -23,6 +23,7 @@ MEM_POOLS = {"workspace": "WORKSPACE", "dlaSRAM": "DLA_MANAGED_SRAM",
 # trtexec's base-2 size suffixes; a bare number is MiB
 SIZE_UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 OPTIMIZATION_LEVELS = range(0, 6)  # --builderOptimizationLevel, TensorRT's default is 3
+MAX_VOLUME = (1 << 31) - 1  # elements of one tensor: TensorRT indexes them with 32 bits
 
 
 # -- trtexec-style arguments -----------------------------------------------------------------
@@ -33,7 +34,7 @@ def parse_size(text: str) -> int:
         raise UsageError(f"bad size {text!r}: expected a number with an optional B, K, M or G "
                          "suffix (no suffix: MiB), e.g. 2048 or 2G")
     number, unit = match.groups()
-    return floor(float(number) * SIZE_UNITS[(unit or "M").upper()])
+    return math.floor(float(number) * SIZE_UNITS[(unit or "M").upper()])
 
 
 def parse_mem_pool_size(spec: str) -> dict[str, int]:
@@ -148,6 +149,13 @@ def _check_profile(profile: Profile, inputs: dict[str, tuple[int | None, ...]]) 
                 raise UsageError(f"{label} shape of {name!r} is {format_shape(shape)}, but the "
                                  f"graph's input is {want}")
         low, opt, high = profile[name]
+        if any(d < 1 for shape in (low, opt, high) for d in shape):
+            raise UsageError(f"profile of {name!r} has a dimension below 1 "
+                             f"({format_shape(low)} / {format_shape(opt)} / {format_shape(high)})")
+        if math.prod(high) > MAX_VOLUME:
+            raise UsageError(f"max shape of {name!r}, {format_shape(high)}, holds "
+                             f"{math.prod(high):,} elements, past TensorRT's {MAX_VOLUME:,} per "
+                             "tensor; give a smaller --maxShapes")
         if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
             raise UsageError(f"profile of {name!r} must have min <= opt <= max in every "
                              f"dimension, got {format_shape(low)} / {format_shape(opt)} / "

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from rt_fixtures import write_manifest
 
 import runtimes
 from core.errors import DependencyError, ExportError, UsageError
@@ -69,7 +70,7 @@ def tiny_export(tmp_path_factory) -> Path:
                        str(folder / "paddle" / "inference.pdiparams"), str(folder / "model.onnx"),
                        opset_version=13)
     assert (folder / "model.onnx").stat().st_size > 0
-    (folder / "manifest.json").write_text(json.dumps({"model": "tiny", "weights": WEIGHTS}))
+    write_manifest(folder, "tiny", WEIGHTS)
     return folder
 
 
@@ -230,7 +231,7 @@ def test_resume_runs_only_the_cells_left_after_an_interrupt(tmp_path, tiny_expor
 def test_resume_refuses_a_file_that_is_not_a_bench_result(tmp_path):
     path = tmp_path / "results.json"
     path.write_text('{"records": "nope"}')
-    with pytest.raises(UsageError, match="not a crossrt bench result .*without --resume"):
+    with pytest.raises(UsageError, match="bench result .* is corrupt .*without --resume"):
         run_sweep(config(["EfficientNetB0"]), path, resume=True, export=exporting(tmp_path))
 
 

@@ -16,6 +16,7 @@ from rt_fixtures import write_tiny_onnx
 
 import runtimes
 from core.errors import DependencyError, EngineBuildError, UsageError
+from core.provenance import sha256_file
 from core.spec import BATCH_SIZES
 from exporter.specs import get_spec
 from runtimes import engine as eng
@@ -284,7 +285,6 @@ def rtx_builds(small_export, b0_export, tmp_path_factory):
 @pytest.mark.parametrize("model", ["EfficientNetB0_small", "EfficientNetB0"])
 @pytest.mark.parametrize("fp16", [False, True])
 def test_rtx_build_is_real_and_its_precision_proven(rtx_builds, model, fp16):
-    from core.provenance import sha256_file
 
     engine = rtx_builds[model, fp16]
     sidecar = info.read_sidecar(engine)
@@ -396,14 +396,20 @@ def test_plans_that_cannot_load_here_are_refused_before_deserialising(tmp_path):
     full = _plan(tmp_path / "full.engine", b"ftrt")
     with pytest.raises(DependencyError, match="TensorRT plan, which TensorRT-RTX cannot load"):
         info.check_loadable(full, None, {"tensorrt": None, "tensorrt-rtx": "1.7.1.116"}, GPU_H200)
-    built_on_h200 = {"backend": "tensorrt", "tensorrt_version": "10.13.0.35", "gpu": GPU_H200}
+    as_built = {"build": {"plan_bytes": full.stat().st_size, "plan_sha256": sha256_file(full)}}
+    built_on_h200 = {"backend": "tensorrt", "tensorrt_version": "10.13.0.35", "gpu": GPU_H200,
+                     **as_built}
     assert info.check_loadable(full, built_on_h200, both, GPU_H200) is backends.TENSORRT
+    full.write_bytes(full.read_bytes()[:-8])  # truncated: refused before deserialising
+    with pytest.raises(UsageError, match="not the plan its sidecar describes: it has 120 bytes"):
+        info.check_loadable(full, built_on_h200, both, GPU_H200)
+    full = _plan(tmp_path / "full.engine", b"ftrt")
     with pytest.raises(UsageError, match="compute capability 9.0.*Tesla T4 with 7.5"):
         info.check_loadable(full, built_on_h200, both, GPU_T4)
     with pytest.raises(UsageError, match="TensorRT 10.13.0.35 .*has 10.8.0.43"):
         info.check_loadable(full, built_on_h200, {"tensorrt": "10.8.0.43"}, GPU_H200)
     with pytest.raises(UsageError, match="sidecar says tensorrt-rtx"):
-        info.check_loadable(full, {"backend": "tensorrt-rtx"}, both, GPU_H200)
+        info.check_loadable(full, {"backend": "tensorrt-rtx", **as_built}, both, GPU_H200)
     onnx = write_tiny_onnx(tmp_path / "model.onnx")
     with pytest.raises(UsageError, match="is not a TensorRT engine"):
         info.check_loadable(onnx, None, both, GPU_H200)

@@ -27,16 +27,23 @@ from typing import IO, Any
 import numpy as np
 
 import runtimes
+from core import files, limits
 from core.errors import UsageError, first_line
 from core.log import log
-from core.preprocess import preprocess, read_image
+from core.preprocess import check_batch_fits, preprocess, read_image
 from core.spec import ModelSpec
-from exporter.specs import get_spec
 from validation.accuracy_report import synthetic_note
 from validation.datasets import Dataset, Sample, load_dataset
-from validation.predictions import PredictionsJournal
+from validation.predictions import PREDICTIONS, PredictionsJournal, partial_path
 from validation.progress import Progress
-from validation.targets import Participant, choose_reference, participants, resolve_target
+from validation.targets import (
+    Participant,
+    choose_reference,
+    participants,
+    resolve_target,
+    target_files,
+    target_spec,
+)
 
 DEFAULT_BATCH_SIZE = 8  # within the default TensorRT profile (1 to 8)
 MAX_EXCLUDED = 0.01  # more missing or unreadable images than this fraction: bad dataset
@@ -131,6 +138,7 @@ class AccuracyRequest:
     resume: bool = False
     max_top1_drop: float | None = None
     min_top1: float | None = None
+    force: bool = False  # replace an existing --predictions file that crossrt did not write
 
     def __post_init__(self) -> None:  # lists, strings and None from callers become typed
         if self.runtimes is not None:
@@ -144,11 +152,11 @@ class AccuracyRequest:
             object.__setattr__(self, "workers", default_workers())
 
     def check(self) -> None:
+        """Every field and input file, before any export or runtime starts."""
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.workers is not None and self.workers < 0:
-            raise UsageError(f"--workers must be 0 (decode on the main thread) or more, got "
-                             f"{self.workers}")
+        limits.WORKERS.check(self.workers)
+        limits.LIMIT.check(self.limit)
         for name, value in (("--max-top1-drop", self.max_top1_drop),
                             ("--min-top1", self.min_top1)):
             if value is not None and not 0 <= value <= 1:
@@ -156,6 +164,25 @@ class AccuracyRequest:
         if self.resume and self.predictions is None:
             raise UsageError("--resume continues from a predictions file: pass --predictions F "
                              "(the one the interrupted run wrote)")
+        if not Path(self.dataset).is_dir():
+            what = "is a file, not a folder" if Path(self.dataset).exists() else "does not exist"
+            raise UsageError(f"dataset folder {self.dataset} {what}; pass --dataset DIR")
+        if self.labels is not None:
+            files.input_file(self.labels, "list file", "pass --labels val_list.txt (one "
+                             "'relative/path label' per line)")
+        files.check_outputs(self.outputs(), self.inputs(), force=self.force)
+
+    def outputs(self) -> list[files.Output]:
+        """The journal and its ``.partial`` (:mod:`validation.predictions`)."""
+        if self.predictions is None:
+            return []
+        return [files.Output("--predictions", self.predictions, PREDICTIONS),
+                files.Output("--predictions", partial_path(self.predictions), PREDICTIONS)]
+
+    def inputs(self) -> list[tuple[str, Path]]:
+        """What the run reads: no output may be written over one of these."""
+        return [*((("--labels", self.labels),) if self.labels is not None else ()),
+                *((str(self.target), p) for p in target_files(self.target))]
 
     def gate_failures(self, results: Sequence[RuntimeAccuracy]) -> list[str]:
         """The gates that did not hold: a top-1 below --min-top1, a drop past --max-top1-drop."""
@@ -187,11 +214,12 @@ def evaluate_accuracy(request: AccuracyRequest | str | Path, dataset: str | Path
     request.check()
     ref = choose_reference(request.reference)
     chosen = [ref, *participants(request.runtimes, ref, request.fp16)]  # before any export
-    export_dir, manifest, warnings = resolve_target(request.target, request.fp16)
-    spec = get_spec(manifest["model"])
+    spec = target_spec(request.target)  # the dataset is read before anything is exported
+    check_batch_fits(spec, request.batch_size)
     data = load_dataset(request.dataset, request.labels, num_classes=spec.num_classes,
                         limit=request.limit)
     _check_images_exist(data)
+    export_dir, manifest, warnings = resolve_target(request.target, request.fp16)
     journal = PredictionsJournal(request.predictions, {
         "model": spec.name, "target": str(export_dir.resolve()), "reference": ref.label,
         "runtimes": [p.label for p in chosen], "dataset": data.fingerprint(),
@@ -245,7 +273,6 @@ def _stream(request: AccuracyRequest, spec: ModelSpec, data: Dataset, todo: list
                 journal.write(rows)
                 tally.add(rows)
                 if len(tally.excluded) > allowed:
-                    journal.discard()
                     first, why = tally.excluded[0]
                     raise UsageError(
                         f"{len(tally.excluded)} of {len(data.samples)} images are missing or "
@@ -253,6 +280,9 @@ def _stream(request: AccuracyRequest, spec: ModelSpec, data: Dataset, todo: list
                 if progress is not None:
                     progress.advance(len(rows))
             return time.perf_counter() - started
+    except UsageError:  # bad input or a full disk: the rows are no base for a resume
+        journal.discard()
+        raise
     finally:
         journal.close()
         if progress is not None:

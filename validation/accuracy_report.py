@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core.files import OutputKind, first_line_starts, json_with_format
 from validation.report import text_table, weights_warning
 
 if TYPE_CHECKING:
     from validation.accuracy import AccuracyRun
+
+FORMAT = "crossrt-accuracy-report/1"
+JSON_REPORT = OutputKind("accuracy report", json_with_format(FORMAT))
+MARKDOWN_REPORT = OutputKind("accuracy report", first_line_starts("# Accuracy of "))
 
 HEADER = ("runtime", "images", "top-1", "top-5", "top-1 agreement", "differ",
           "published top-1 / top-5", "reference top-1 / top-5", "note")
@@ -84,7 +89,7 @@ def render_markdown(run: AccuracyRun) -> str:
 
 
 def report_dict(run: AccuracyRun) -> dict[str, Any]:
-    return {"model": run.model, "passed": run.passed, "target": run.target,
+    return {"format": FORMAT, "model": run.model, "passed": run.passed, "target": run.target,
             "reference": run.reference, "weights": run.weights,
             "synthetic_weights": run.synthetic, "dataset": run.dataset,
             "published": run.published, "gates": run.gates,

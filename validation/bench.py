@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import json
-import math
 import os
 import platform
 from collections.abc import Callable, Sequence
@@ -22,12 +20,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import runtimes
-from core import files
+from core import files, limits
 from core.errors import DependencyError, UsageError, first_line
+from core.files import OutputKind, first_line_starts, json_with_format
+from core.log import log
 from core.preprocess import check_batch_fits
 from core.spec import BATCH_SIZES, DEFAULT_TABLE, FP16, LATENCY_TABLES, ModelSpec, Precision
 from exporter.specs import get_spec
 from validation import tables
+from validation.figures import is_crossrt_figure
 from validation.progress import Progress
 from validation.timing import Method, TimingStats, measure
 
@@ -35,6 +36,12 @@ DEFAULT_RESULTS = Path("artifacts") / "bench"
 RESULTS_FILE, MARKDOWN_FILE, CSV_FILE, FIGURE_FILE = ("bench.json", "bench.md", "bench.csv",
                                                       "bench.png")
 FORMAT = "crossrt-bench/1"
+RESULTS = OutputKind("bench result", json_with_format(FORMAT))
+# What --results holds, each recognised as crossrt's own before it is replaced
+RESULT_FILES = {RESULTS_FILE: RESULTS,
+                MARKDOWN_FILE: OutputKind("bench report", first_line_starts("# crossrt bench")),
+                CSV_FILE: OutputKind("bench table", first_line_starts("model,family,runtime,")),
+                FIGURE_FILE: OutputKind("bench figure", is_crossrt_figure)}
 INPUT_SEED = 0
 
 Exporter = Callable[..., Path]  # export(model_name, fp16=bool) -> export folder
@@ -78,19 +85,15 @@ class BenchConfig:
         batch_sizes = tuple(batch_sizes or BATCH_SIZES)
         if any(b < 1 for b in batch_sizes):
             raise UsageError(f"batch sizes must be at least 1, got {list(batch_sizes)}")
+        for limit, value in ((limits.WARMUP_MS, warmup_ms), (limits.DURATION_S, duration_s),
+                             (limits.MIN_ITERATIONS, min_iterations), (limits.THREADS, threads)):
+            limit.check(value)
         default = Method()
         method = Method(warmup_ms=default.warmup_ms if warmup_ms is None else warmup_ms,
                         duration_s=default.duration_s if duration_s is None else duration_s,
                         min_iterations=(default.min_iterations if min_iterations is None
                                         else min_iterations),
                         include_transfers=include_transfers)
-        if not (0 <= method.warmup_ms < math.inf and 0 <= method.duration_s < math.inf
-                and method.min_iterations >= 1):  # NaN fails every comparison
-            raise UsageError(f"--warmup-ms and --duration-s must be finite and >= 0 (got "
-                             f"{method.warmup_ms:g} and {method.duration_s:g}), "
-                             f"--min-iterations >= 1")
-        if threads is not None and threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {threads}")
         names = tuple(dict.fromkeys(get_spec(m).name for m in models))  # canonical, no repeats
         for name in names:
             check_batch_fits(get_spec(name), max(batch_sizes))
@@ -147,15 +150,31 @@ class BenchResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
+    threads: int | None = None
+    cuda_graph: bool | None = None
+
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "table": self.table, "runtime": self.runtime,
                 "method": asdict(self.method), "method_text": self.method.describe(),
+                "threads": self.threads, "cuda_graph": self.cuda_graph,
                 "machine": self.machine, "records": self.records}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> BenchResult:
         return cls(table=doc["table"], runtime=doc["runtime"], method=Method(**doc["method"]),
-                   machine=doc["machine"], records=list(doc["records"]))
+                   machine=doc["machine"], records=list(doc["records"]),
+                   threads=doc.get("threads"), cuda_graph=doc.get("cuda_graph"))
+
+    def difference(self, other: BenchResult) -> list[str]:
+        """What ``other`` (a new sweep) measures differently (empty: its cells may join)."""
+        mine, theirs = self.to_json(), other.to_json()
+        keys = ("table", "runtime", "method", "threads", "cuda_graph")
+        lines = [f"{key}: on disk {mine[key]}, now {theirs[key]}" for key in keys
+                 if mine[key] != theirs[key]]
+        if tables.machine_summary(self.machine) != tables.machine_summary(other.machine):
+            lines.append(f"machine: on disk {tables.machine_summary(self.machine)}, now "
+                         f"{tables.machine_summary(other.machine)}")
+        return lines
 
     @property
     def warnings(self) -> list[str]:
@@ -168,14 +187,27 @@ class BenchResult:
 
 def run_bench(config: BenchConfig, out_dir: str | Path, *, json_path: str | Path | None = None,
               resume: bool = False, export: Exporter | None = None,
-              make_runner: RunnerFactory | None = None,
-              progress: Progress | None = None) -> BenchResult:
-    """Sweep, then write bench.json, bench.md, bench.csv and bench.png into ``out_dir``."""
+              make_runner: RunnerFactory | None = None, progress: Progress | None = None,
+              force: bool = False) -> BenchResult:
+    """Sweep, then write bench.json, bench.md, bench.csv and bench.png into ``out_dir``; one
+    sweep at a time writes a folder (its lock), and a file there that crossrt did not write is
+    replaced only with ``force``."""
+    out = Path(out_dir)
+    outputs = [files.Output("--results", out / name, kind) for name, kind in RESULT_FILES.items()]
+    if json_path is not None:
+        outputs.append(files.Output("--json", Path(json_path), RESULTS))
+    files.check_outputs(outputs, [], force=force)
+    with files.locked(out, "bench"):
+        result = run_sweep(config, out / RESULTS_FILE, resume=resume, export=export,
+                           make_runner=make_runner, progress=progress)
+        result.files = _write_results(result, config, out, json_path)
+    return result
+
+
+def _write_results(result: BenchResult, config: BenchConfig, out: Path,
+                   json_path: str | Path | None) -> dict[str, Path]:
     from validation import figures  # matplotlib is imported only when a figure is drawn
 
-    out = Path(out_dir)
-    result = run_sweep(config, out / RESULTS_FILE, resume=resume, export=export,
-                       make_runner=make_runner, progress=progress)
     doc = result.to_json()
     written = {"json": out / RESULTS_FILE,
                "markdown": files.write_atomic(out / MARKDOWN_FILE, tables.markdown_report(doc)),
@@ -184,8 +216,7 @@ def run_bench(config: BenchConfig, out_dir: str | Path, *, json_path: str | Path
                                                          table=config.table)}
     if json_path is not None:
         written["json_copy"] = files.write_json(json_path, doc)
-    result.files = written
-    return result
+    return written
 
 
 def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = False,
@@ -201,9 +232,15 @@ def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = F
     export = export or _default_export
     make_runner = make_runner or _default_runner
     result = BenchResult(table=config.table, runtime=config.runtime, method=config.method,
-                         machine=machine_info())
+                         machine=machine_info(), threads=config.threads,
+                         cuda_graph=config.cuda_graph)
     if resume and results_path.is_file():
-        result.records = load_result(results_path).records
+        previous = load_result(results_path)
+        if difference := previous.difference(result):
+            raise UsageError(f"cannot --resume {results_path}: its cells were measured another "
+                             f"way ({'; '.join(difference)}); drop --resume to measure again, "
+                             "or pass another --results")
+        result.records = previous.records
     done = {record_key(r) for r in result.records}
     cells = plan_cells(config)
     todo = [c for c in cells if c.key(config.runtime) not in done]
@@ -244,7 +281,7 @@ def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export
                                            f"{first_line(exc, named=True, limit=300)}",
                                    **extra))
         return
-    extra["weights"] = weights_source(target)
+    extra.update(export_facts(target))
     for precision, group in itertools.groupby(cells, key=lambda c: c.precision):
         pending = list(group)
         try:
@@ -324,19 +361,33 @@ def _describe(runner: Any) -> dict[str, Any]:
     return dict(describe()) if describe else {}
 
 
+RESULT_SCHEMA: files.Schema = {
+    "format": str, "table": str, "runtime": str, "machine": dict, "records": list,
+    "method": {"warmup_ms": (int, float), "duration_s": (int, float), "min_iterations": int,
+               "include_transfers": bool}}
+RECORD_SCHEMA: files.Schema = {"model": str, "runtime": str, "precision": str,
+                               "batch_size": int, "status": str}
+OK_RECORD_SCHEMA: files.Schema = {
+    "latency_ms": {key: (int, float) for key in ("min", "median", "mean", "p90", "p99", "max")},
+    "throughput_ips": (int, float), "cv": (int, float), "iterations": int}
+
+
 def load_result(path: str | Path) -> BenchResult:
-    """A bench.json written by :func:`run_sweep` (to resume it, or to render it again)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-        if doc.get("format") != FORMAT:
-            raise ValueError(f"format {doc.get('format')!r}")
-        result = BenchResult.from_json(doc)
-        for record in result.records:
-            record_key(record)
-        return result
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{path} is not a crossrt bench result ({exc}); delete it or run "
-                         "without --resume") from exc
+    """A bench.json written by :func:`run_sweep` (to resume it, or to render it again); every
+    record is checked, so that no half-trusted cell joins a table."""
+    path = Path(path)
+    fix = "delete it or run without --resume"
+    doc = files.read_json(path, "bench result", fix, RESULT_SCHEMA)
+    if doc["format"] != FORMAT:
+        raise UsageError(f"{path} is not a crossrt bench result (format {doc['format']!r}); {fix}")
+    for number, record in enumerate(doc["records"], start=1):
+        problem = files.schema_problem(record, RECORD_SCHEMA) or (
+            files.schema_problem(record, OK_RECORD_SCHEMA)
+            if isinstance(record, dict) and record.get("status") == "ok" else None)
+        if problem:
+            raise UsageError(f"{path} is not a crossrt bench result (cell {number}: "
+                             f"{problem}); {fix}")
+    return BenchResult.from_json(doc)
 
 
 # ---------------------------------------------------------------- defaults and provenance
@@ -366,14 +417,21 @@ def _default_runner(kind: str, target: Path, **options: Any) -> Any:
     return runtimes.create_runner(kind, target, **options)
 
 
-def weights_source(target: Path) -> Any:
-    """The manifest's weights record (synthetic with seed, checkpoint hash, Paddle model)."""
+def export_facts(target: Path) -> dict[str, Any]:
+    """The manifest's weights record (synthetic with seed, checkpoint hash, Paddle model), and
+    the graphs edited since export, timed as they are now and said so (as validate does)."""
     from core.layout import ExportDir
 
+    folder = ExportDir(target if target.is_dir() else target.parent)
     try:
-        return ExportDir(target if target.is_dir() else target.parent).manifest().get("weights")
+        manifest = folder.manifest()
     except UsageError:
-        return None
+        return {"weights": None}
+    edited = folder.edited_files(manifest, suffix=".onnx")
+    if edited:
+        log.warning(f"{folder.path}: {', '.join(edited)} no longer match the manifest's sha256 "
+                    "(edited after export?); timing them as they are now")
+    return {"weights": manifest.get("weights"), "edited_since_export": edited}
 
 
 def machine_info() -> dict[str, Any]:

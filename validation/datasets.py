@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import limits
 from core.errors import UsageError
 from core.preprocess import IMAGE_SUFFIXES
 
@@ -82,10 +83,14 @@ def _from_list(root: Path, labels: Path, num_classes: int) -> list[Sample]:
     if not labels.is_file():
         raise UsageError(f"list file {labels} does not exist; pass --labels val_list.txt "
                          "(one 'relative/path label' per line)")
+    limits.check_file_size(labels, limits.TEXT_BYTES, "list file")
     try:
-        text = labels.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read list file {labels}: {exc}") from exc
+        text = labels.read_text(encoding="utf-8-sig")  # a byte-order mark is not a path
+    except OSError as exc:
+        raise UsageError(f"cannot read list file {labels}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"list file {labels} is not UTF-8 text (byte {exc.start}); save it "
+                         "as UTF-8") from None
     samples: list[Sample] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

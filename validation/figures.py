@@ -23,6 +23,16 @@ from validation.tables import published_ms
 Record = dict[str, Any]
 
 
+def is_crossrt_figure(path: Path) -> bool:
+    """A PNG that matplotlib wrote (its Software tag), as :func:`latency_accuracy_figure` does."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG") and b"Matplotlib" in head
+
+
 def short_name(model: str) -> str:
     """EfficientNetB0 -> B0, ResNeXt101_32x8d_wsl -> 32x8d, as PaddleClas's figure labels them
     (a name outside the registry stays as it is)."""

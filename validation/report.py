@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.compare import ComparisonResult, to_jsonable
+from core.files import OutputKind, first_line_starts, json_with_format
 
 if TYPE_CHECKING:
     from validation.localize import Localization
 
+FORMAT = "crossrt-validation-report/1"
+JSON_REPORT = OutputKind("validation report", json_with_format(FORMAT))
+MARKDOWN_REPORT = OutputKind("validation report", first_line_starts("# Validation of "))
 COLUMNS = ("runtime", "batch", "max abs", "p99 abs", "cosine", "top-1 agree", "min atol",
            "result")
 
@@ -157,7 +161,7 @@ def render_markdown(records: Sequence[ComparisonRecord], context: ReportContext)
 def report_dict(records: Sequence[ComparisonRecord], context: ReportContext) -> dict[str, Any]:
     """Everything, JSON-able (strict: non-finite floats become strings)."""
     return to_jsonable({
-        "model": context.model, "passed": all(r.result.passed for r in records),
+        "format": FORMAT, "model": context.model, "passed": all(r.result.passed for r in records),
         "reference": context.reference, "target": context.target,
         "weights": dict(context.weights),
         "synthetic_weights": context.weights.get("kind") == "synthetic",

@@ -22,12 +22,21 @@ from typing import Any
 import numpy as np
 
 from core.errors import UsageError, first_line
-from core.files import write_atomic
+from core.files import OutputKind, json_document, write_atomic
 from core.provenance import sha256_array
 
 FORMAT = "crossrt-run-results"
 FORMAT_VERSION = 1
 _KEY = "crossrt"
+
+
+def _is_saved_results(path: Path) -> bool:
+    document = json_document(path)
+    return isinstance(document, dict) and isinstance(document.get(_KEY), dict) \
+        and document[_KEY].get("format") == FORMAT
+
+
+SAVED_OUTPUTS = OutputKind("saved-outputs file", _is_saved_results)
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,9 @@ def notes(records: Sequence[Record]) -> list[str]:
             continue
         if ran_other_precision(r):
             lines.append(f"{where}*: ran in {r['precision_used']}")
+        if r.get("edited_since_export"):
+            lines.append(f"{where}: timed {', '.join(r['edited_since_export'])} as edited after "
+                         "export (its sha256 is not the manifest's)")
         if r.get("noisy"):
             lines.append(f"{where}: coefficient of variation {r['cv']:.1%} > {NOISY_CV:.0%}: "
                          "noisy machine; lock clocks / close other work")

@@ -21,7 +21,8 @@ from core.errors import UsageError
 from core.graphs import read_onnx
 from core.layout import MANIFEST_FILE, ExportDir
 from core.log import log
-from core.spec import FP16, FP32, Precision
+from core.spec import FP16, FP32, ModelSpec, Precision
+from exporter.specs import get_spec
 from runtimes.base import Runner
 from runtimes.factory import require_available, runner_class
 
@@ -73,13 +74,9 @@ def participants(requested: Sequence[str] | None, reference: Participant,
     return chosen
 
 
-def resolve_target(target: str | Path, fp16: bool) -> tuple[Path, dict[str, Any], list[str]]:
-    """The export folder, its manifest, and a warning per graph edited since export.
-
-    A model name means its default export folder: used as it is when it exists (whatever its
-    weights), exported first when it does not."""
-    from exporter.export import default_export
-
+def existing_export(target: str | Path) -> ExportDir | None:
+    """The export folder ``target`` names, or None for a model name (whose folder may not
+    exist yet); a path that is not an export is refused."""
     folder = ExportDir(target)
     if not folder.path.exists() and _looks_like_path(str(target)):
         raise UsageError(f"export folder {target} does not exist; export one with crossrt "
@@ -87,8 +84,31 @@ def resolve_target(target: str | Path, fp16: bool) -> tuple[Path, dict[str, Any]
     if folder.path.exists() and not folder.is_export():
         raise UsageError(f"{folder.path} is not a crossrt export (no {MANIFEST_FILE}); run "
                          "crossrt export-onnx first or pass a model name")
-    if not folder.path.exists():
-        folder = ExportDir(default_export(str(target), fp16=fp16))
+    return folder if folder.path.exists() else None
+
+
+def target_spec(target: str | Path) -> ModelSpec:
+    """The model ``target`` holds, known before anything is exported (so that every input
+    is checked first): its manifest's, or the registry's for a model name."""
+    folder = existing_export(target)
+    return get_spec(folder.manifest()["model"] if folder else str(target))
+
+
+def target_files(target: str | Path) -> list[Path]:
+    """The files a command on ``target`` reads (an existing export's), which no output of the
+    command may be written over."""
+    folder = ExportDir(target)
+    return folder.input_files() if folder.path.is_dir() else []
+
+
+def resolve_target(target: str | Path, fp16: bool) -> tuple[Path, dict[str, Any], list[str]]:
+    """The export folder, its manifest, and a warning per graph edited since export.
+
+    A model name means its default export folder: used as it is when it exists (whatever its
+    weights), exported first when it does not."""
+    from exporter.export import default_export
+
+    folder = existing_export(target) or ExportDir(default_export(str(target), fp16=fp16))
     manifest = folder.manifest()
     if fp16 and not folder.onnx_path(fp16=True).is_file():
         raise UsageError(f"{folder.path} has no {folder.onnx_path(fp16=True).name}; export it "

@@ -16,16 +16,23 @@ from typing import Any
 import numpy as np
 
 import runtimes
-from core import files
+from core import files, limits
 from core.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
 from core.errors import UsageError
 from core.layout import ExportDir
 from core.log import log
 from core.preprocess import batches, check_batch_fits, load_images, preprocess, random_inputs
 from core.spec import FP16, FP32, ModelSpec, Precision
-from exporter.specs import get_spec
 from validation.report import ComparisonRecord, ReportContext
-from validation.targets import Participant, choose_reference, participants, resolve_target
+from validation.results import SAVED_OUTPUTS
+from validation.targets import (
+    Participant,
+    choose_reference,
+    participants,
+    resolve_target,
+    target_files,
+    target_spec,
+)
 
 DEFAULT_BATCH_SIZES = (1, 4)  # one photograph at a time, and a batch of them
 _NOTHING_TO_COMPARE = ("nothing to compare: name a runtime other than the reference "
@@ -59,6 +66,7 @@ class ValidationRequest:
     load_outputs: tuple[Path, ...] = ()
     fp16: bool = False
     localize: bool | None = None
+    force: bool = False  # replace an existing --save-outputs file that crossrt did not write
 
     def __post_init__(self) -> None:  # lists and strings from callers become the typed fields
         for name, kind in (("runtimes", tuple), ("batch_sizes", tuple)):
@@ -86,16 +94,24 @@ class ValidationRequest:
             raise UsageError("--batch-sizes is empty; give at least one, e.g. --batch-sizes 1,4")
         if bad := [b for b in self.batch_sizes if b < 1]:
             raise UsageError(f"batch sizes must be at least 1, got {bad[0]}")
-        if self.random < 0:
-            raise UsageError(f"--random must be 0 or more, got {self.random}")
-        if self.seed < 0:
-            raise UsageError(f"--seed must be 0 or more, got {self.seed}")
+        limits.RANDOM.check(self.random)
+        limits.SEED.check(self.seed)
         if self.images is not None and not self.images.is_dir():
             what = "is a file, not a folder" if self.images.exists() else "does not exist"
             raise UsageError(f"image folder {self.images} {what}; pass a folder of JPEG/PNG files")
         for path in self.load_outputs:
             files.input_file(path, "saved outputs", "pass a file written by --save-outputs "
-                                  "(or an export's reference.npz)")
+                             "(or an export's reference.npz)")
+        files.check_outputs(self.outputs(), self.inputs(), force=self.force)
+
+    def outputs(self) -> list[files.Output]:
+        return [files.Output("--save-outputs", self.save_outputs, SAVED_OUTPUTS)] \
+            if self.save_outputs is not None else []
+
+    def inputs(self) -> list[tuple[str, Path]]:
+        """What the run reads: no output may be written over one of these."""
+        return [*(("--load-outputs", p) for p in self.load_outputs),
+                *((str(self.target), p) for p in target_files(self.target))]
 
 
 @dataclass(frozen=True)
@@ -119,12 +135,12 @@ def validate(request: ValidationRequest | str | Path, **options: Any) -> Validat
     chosen = participants(request.runtimes, ref, request.fp16)
     if not chosen and not request.load_outputs:
         raise UsageError(_NOTHING_TO_COMPARE)
-    export_dir, manifest, warnings = resolve_target(request.target, request.fp16)
-    spec = get_spec(manifest["model"])
+    spec = target_spec(request.target)  # every input is read before anything is exported
     names, feeds = _feeds(spec, request)
     loaded = [_load_saved(path, spec) for path in request.load_outputs]
+    export_dir, manifest, warnings = resolve_target(request.target, request.fp16)
     outputs = {p: _run(p, export_dir, feeds) for p in [ref, *chosen]}
-    reference_out = {bs: _concat(runs) for bs, runs in outputs[ref].items()}
+    reference_out = {bs: _concat(runs, len(names)) for bs, runs in outputs[ref].items()}
     if (warning := degenerate_reference(reference_out[min(feeds)])) is not None:
         warnings.append(warning)
     records = [record for participant in chosen for record in _live_records(
@@ -151,6 +167,10 @@ def _feeds(spec: ModelSpec, request: ValidationRequest) -> tuple[list[str], Feed
     for batch_size in request.batch_sizes:
         check_batch_fits(spec, batch_size)
     photos = load_images(request.images)
+    # every sample is held once as an input and once batched, its outputs once per runtime
+    count = len(photos) + request.random
+    check_batch_fits(spec, count, factor=4, fix="use a smaller --random",
+                     what=f"{count} samples ({len(photos)} photographs and --random)")
     names = [name for name, _ in photos]
     tensors = [preprocess(image, spec) for _, image in photos]
     if request.random:
@@ -176,7 +196,9 @@ def _live_records(request: ValidationRequest, participant: Participant, outputs:
     tolerance = request.tolerance(participant.precision)
     records, localized = [], False
     for bs, runs in outputs.items():
-        result = compare_outputs(reference_out[bs], _concat(runs), tolerance)
+        reference = reference_out[bs]
+        samples = len(next(iter(reference.values())))
+        result = compare_outputs(reference, _concat(runs, samples), tolerance)
         localization = None
         wanted = request.localize or (request.localize is None and not result)
         if participant.runner.localizable and wanted and not localized:
@@ -187,8 +209,10 @@ def _live_records(request: ValidationRequest, participant: Participant, outputs:
     return records
 
 
-def _concat(runs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}
+def _concat(runs: list[dict[str, np.ndarray]], samples: int) -> dict[str, np.ndarray]:
+    """The outputs of every batch as one, without the repeats that filled the last batch: a
+    comparison counts each distinct input once."""
+    return {name: np.concatenate([run[name] for run in runs])[:samples] for name in runs[0]}
 
 
 def _localize(participant: Participant, export_dir: Path, feed: dict[str, np.ndarray],
@@ -213,8 +237,17 @@ def _load_saved(path: str | Path, spec: ModelSpec) -> tuple[Path, Any]:
     from validation.results import load_golden, load_results
 
     path = Path(path)
-    return path, (load_golden(path, input_name=spec.input_name, output_name=spec.output_name)
-                  if path.suffix == ".npz" else load_results(path))
+    saved = (load_golden(path, input_name=spec.input_name, output_name=spec.output_name)
+             if path.suffix == ".npz" else load_results(path))
+    shapes = {tuple(np.shape(value))[1:] for it in saved.iterations for value in it.feed.values()}
+    if saved.model and saved.model != spec.name:
+        raise UsageError(f"--load-outputs {path} holds outputs of {saved.model}, and the target "
+                         f"is {spec.name}; pass outputs saved from {spec.name}")
+    if shapes and shapes != {spec.input_shape}:
+        raise UsageError(f"--load-outputs {path} was computed on inputs of shape "
+                         f"{sorted(shapes)}, not {spec.name}'s {spec.input_shape}: outputs of "
+                         f"another model; pass outputs saved from {spec.name}")
+    return path, saved
 
 
 def _loaded_records(path: Path, saved: Any, spec: ModelSpec, names: list[str],
@@ -230,7 +263,7 @@ def _loaded_records(path: Path, saved: Any, spec: ModelSpec, names: list[str],
         replay = saved.replay(run.runner)
         try:
             for bs, chunks in feeds.items():
-                test = _concat([replay.infer(feed) for _, feed in chunks])
+                test = _concat([replay.infer(feed) for _, feed in chunks], len(names))
                 records.append(ComparisonRecord(label, bs, compare_outputs(
                     reference_out[bs], test, tolerance), "saved, same inputs"))
         except UsageError:  # other inputs: match the photographs by name
