@@ -130,12 +130,12 @@ class disk_errors:
         if exc.errno == errno.ENAMETOOLONG:
             raise UsageError(f"cannot write {where}: a name in it is too long for the "
                              "filesystem; choose a shorter name") from exc
-        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-            ours = self.path.resolve() in (where.resolve(), *where.resolve().parents) or \
-                where.resolve() in (self.path.resolve(), *self.path.resolve().parents)
-            fix = self.fix if ours else ("make it writable; libraries crossrt uses keep their "
-                                         "caches under HOME, so a read-only HOME needs HOME set "
-                                         "to a writable folder")
+        ours = self.path.resolve() in (where.resolve(), *where.resolve().parents) or \
+            where.resolve() in (self.path.resolve(), *self.path.resolve().parents)
+        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM) or (
+                exc.errno == errno.ENOENT and not ours):  # a library's cache folder
+            fix = self.fix if ours else ("make it writable; libraries crossrt uses (Paddle) "
+                                         "keep caches under HOME: set HOME to a writable folder")
             raise UsageError(f"cannot write to {where}: {exc.strerror}; {fix}") from exc
         if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
             raise UsageError(f"cannot write to {where}: {exc.strerror}; {self.fix}") from exc
@@ -235,8 +235,8 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[tuple[str, Path]],
     (with ``force``, any file; never a folder)."""
     outputs, inputs = list(outputs), [(flag, Path(path)) for flag, path in inputs]
     for index, output in enumerate(outputs):
+        check_name_length(output.path, output.flag)  # first: the OS refuses to stat such names
         output_path(output.path, output.flag)
-        check_name_length(output.path, output.flag)
         for flag, path in inputs:
             if same_file(output.path, path):
                 raise UsageError(f"{output.flag} {output.path} is also the input {flag}: writing "

@@ -103,10 +103,12 @@ class ExportDir:
 
     def edited_files(self, manifest: dict[str, Any], suffix: str = "") -> list[str]:
         """The manifest's files (ending in ``suffix``) that are missing or changed since export."""
-        return [name for name, info in manifest.get("files", {}).items()
-                if name.endswith(suffix) and (not (self.path / name).is_file()
-                                              or provenance.sha256_file(self.path / name)
-                                              != info["sha256"])]
+        def changed(path: Path, info: dict[str, Any]) -> bool:  # size first: no hash needed
+            return not path.is_file() or path.stat().st_size != info["bytes"] \
+                or provenance.sha256_file(path) != info["sha256"]
+
+        return [name for name, info in manifest["files"].items()
+                if name.endswith(suffix) and changed(self.path / name, info)]
 
     def foreign_entries(self, manifest: dict[str, Any] | None) -> list[str]:
         """Files that are not this export's own (user files an export may never delete).

@@ -126,6 +126,7 @@ def build_engine(request: EngineRequest) -> dict[str, Any]:
     plan = info.precision_plan(backend.has_fp16_flag(), request.fp16, request.onnx)
     if plan.convert_from is not None:
         graphs.convert_fp16(plan.convert_from, plan.onnx)
+    log.info(f"building {request.engine.name} from {plan.onnx.name} with {backend.title}")
     built = _build(backend, plan, profile, request)
     found, _ = probe.gpus()
     gpu = found[0] if found else None

@@ -339,3 +339,13 @@ def test_bad_input_is_one_line_exit_2(b0_export, images, tmp_path, capsys):
         assert code == 2, name
         assert fragment in err[-1] and err[-1].startswith("crossrt accuracy: error:"), (name, err)
         assert not predictions.exists() and not Path(f"{predictions}.partial").exists(), name
+
+
+def test_a_list_file_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Windows editors put a byte-order mark first: it is not part of the first path."""
+    from validation.datasets import load_dataset
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "list.txt").write_bytes("\ufeffa.jpg 3\n".encode())
+    data = load_dataset(tmp_path, tmp_path / "list.txt", num_classes=10)
+    assert [(s.path, s.label) for s in data.samples] == [("a.jpg", 3)]

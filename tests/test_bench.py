@@ -283,3 +283,20 @@ def test_real_efficientnet_b0_sweep_fp16_and_fp32(tmp_path, b0_export):
                if line.startswith("| EfficientNetB0 |"))
     assert row.count("×") == 2  # bs1 of both precisions has a published T4 figure
     assert (tmp_path / FIGURE_FILE).read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_export_edited_since_export_is_timed_and_said_so(b0_export, tmp_path):
+    import shutil
+
+    from validation.bench import export_facts
+    from validation.tables import notes
+
+    copy = Path(shutil.copytree(b0_export.path, tmp_path / "copy"))
+    assert export_facts(copy)["edited_since_export"] == []
+    with open(copy / "model.fp16.onnx", "ab") as graph:
+        graph.write(b"\0")
+    facts = export_facts(copy)
+    assert facts["edited_since_export"] == ["model.fp16.onnx"]
+    record = {"model": "EfficientNetB0", "precision": "fp16", "batch_size": 1, "status": "ok",
+              "precision_used": "fp16", **facts}
+    assert any("as edited after export" in line for line in notes([record]))

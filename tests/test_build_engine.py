@@ -8,9 +8,11 @@ an engine skip with the reason; everything the builder does runs for real.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from rt_fixtures import write_tiny_onnx
 
@@ -270,11 +272,11 @@ def rtx_builds(small_export, b0_export, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("engines")
     built = {}
-    for model, onnx in (("EfficientNetB0_small", small_export / "model.onnx"),
-                        ("EfficientNetB0", b0_export.onnx_path)):
+    for model, graph in (("EfficientNetB0_small", small_export / "model.onnx"),
+                         ("EfficientNetB0", b0_export.onnx_path)):
         for fp16 in (False, True):
             engine = out / f"{model}{'.fp16' if fp16 else ''}.engine"
-            argv = ["build-engine", "--onnx", str(onnx), "--saveEngine", str(engine)]
+            argv = ["build-engine", "--onnx", str(graph), "--saveEngine", str(engine)]
             assert crossrt.main(argv + ["--fp16"] * fp16) == 0
             built[model, fp16] = engine
     return built
@@ -362,6 +364,31 @@ def test_engine_is_reused_while_its_graph_is_unchanged(tmp_path):
     assert eng.cached_engine(onnx, fp16=False) is None
     _, third, reused = eng.ensure_engine(onnx, fp16=False)
     assert not reused and third["onnx"]["sha256"] != first["onnx"]["sha256"]
+    path.write_bytes(path.read_bytes()[:-100])  # a truncated plan is never reused
+    assert eng.cached_engine(onnx, fp16=False) is None
+    _, fourth, reused = eng.ensure_engine(onnx, fp16=False)
+    assert not reused and path.stat().st_size == fourth["build"]["plan_bytes"]
+
+
+@needs_rtx
+def test_an_export_edited_since_export_is_built_as_it_is_and_said_so(b0_export, tmp_path,
+                                                                     caplog):
+    import logging
+
+    copy = Path(shutil.copytree(b0_export.path, tmp_path / "copy"))
+    graph = onnx.load(str(copy / "model.onnx"))
+    graph.producer_name = "edited by hand"
+    onnx.save(graph, str(copy / "model.onnx"))
+    logger = logging.getLogger("crossrt")  # the CLI's tests may have stopped its propagation
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="crossrt"):
+            sidecar = eng.build_engine(eng.EngineRequest(copy / "model.onnx",
+                                                         tmp_path / "e.plan"))
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert sidecar["onnx"]["manifest"]["edited_since_export"] is True
+    assert any("no longer matches the manifest's sha256" in r.message for r in caplog.records)
 
 
 # -- sidecar and loading ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 import crossrt
 from core.preprocess import load_images, preprocess
 from exporter.specs import get_spec
+from validation.report import summary
 from validation.results import SavedIteration, SavedResults, SavedRun, save_results
 from validation.validate import validate
 
@@ -219,3 +220,12 @@ def test_cli_exit_codes(b0_export, edited, capsys):
     assert crossrt.main(["validate", str(b0_export.path), "--runtimes", "tensorflow"]) == 2
     assert "unknown runtime 'tensorflow'" in capsys.readouterr().err
     assert crossrt.main(["validate", str(b0_export.path), "--images", "/nonexistent"]) == 2
+
+
+def test_padding_repeats_are_not_counted_as_samples(b0_export):
+    """--batch-sizes 16 with the four photographs: the batch is filled by repeats, but the
+    comparison counts the four distinct inputs once each."""
+    run = validate(b0_export.path, runtimes=["onnxruntime"], batch_sizes=[16])
+    (record,) = run.records
+    assert record.result["logits"].reference_shape[0] == 4
+    assert summary(record)["top1_samples"] == 4

@@ -67,8 +67,13 @@ class PredictionsJournal:
                     log.info(f"replacing {self.partial} left by an interrupted run "
                              "(--resume continues it instead)")
                 handle = open(self.partial, "w", encoding="utf-8")  # noqa: SIM115 - kept open
-                handle.write(json.dumps(self.header) + "\n")
-                handle.flush()
+                try:
+                    handle.write(json.dumps(self.header) + "\n")
+                    handle.flush()
+                except BaseException:  # a full disk: no journal is left to resume from
+                    self.handle = handle
+                    self.discard()
+                    raise
         self.handle = handle
         return rows
 
