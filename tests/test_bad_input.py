@@ -10,6 +10,7 @@ lock file left behind. Exit codes: 1 a check ran and failed, 2 bad input, 3 a ru
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -537,7 +538,7 @@ QUICK_BENCH = ("--precision", "fp32", "--batch-sizes", "1", "--duration-s", "0.0
 ACCURACY_ORT = ("--reference", "onnxruntime", "--runtimes", "")
 ENGINE = ("build-engine", "--onnx", f"{COPY}/model.onnx")
 
-CASES += [
+ROUND_3 = [
     # --- an output over an input, or over a file crossrt did not write
     Case("engine-over-its-onnx", (*ENGINE, "--saveEngine", f"{COPY}/model.onnx"), 2,
          "is also the input --onnx", copy_export()),
@@ -665,6 +666,7 @@ CASES += [
          "set HOME to a writable folder", tiny_disk(0, read_only=True), process=True,
          env=(("HOME", "{tmp}/disk"), ("XDG_CACHE_HOME", "{tmp}/disk/.cache"))),
 ]
+CASES += [dataclasses.replace(case, process=True) for case in ROUND_3]  # each a real process
 
 
 # --- the checks ----------------------------------------------------------------------------
