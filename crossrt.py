@@ -259,16 +259,32 @@ def _build_engine(args: argparse.Namespace) -> int:
 
 # --- validate and accuracy -------------------------------------------------------------
 
+TARGET_HELP = ("an export folder (from export-onnx), a model name, or a Paddle inference "
+               "model's folder (exported on first use)")
+
+
+def _runtimes_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """--runtimes, --precision and --fp16 mean one thing in every command (row labels such as
+    onnxruntime-fp16 are accepted back as runtimes)."""
+    from core.spec import Precision
+    from runtimes import RUNNER_KINDS
+
+    parser.add_argument("--runtimes", type=_csv(str, allow_empty=True), metavar="R,...",
+                        help=f"{what}: of {', '.join(RUNNER_KINDS)}, or a table's row label "
+                        "such as onnxruntime-fp16")
+    parser.add_argument("--precision", type=_csv(str), metavar="P,...",
+                        help=f"the precisions to run, of {', '.join(Precision)}")
+    parser.add_argument("--fp16", action="store_true", help="FP16 too (the FP16 graph, and "
+                        "the FP16 engine; FP16 tolerances)")
+
+
 def _runtime_args(parser: argparse.ArgumentParser) -> None:
     """What validate and accuracy share: the target, the runtimes beside the reference, FP16."""
-    parser.add_argument("target", help="an export folder (from export-onnx) or a model name")
-    parser.add_argument("--runtimes", type=_csv(str, allow_empty=True),
-                        help="runtimes beside the reference (default: every one available "
-                        "here), e.g. onnxruntime,onnxruntime-cuda")
+    parser.add_argument("target", help=TARGET_HELP)
+    _runtimes_arg(parser, "runtimes beside the reference (default: every one available here; "
+                  "precision FP32)")
     parser.add_argument("--reference", help="reference runtime (default paddle, else "
                         "onnxruntime)")
-    parser.add_argument("--fp16", action="store_true", help="also run the FP16 graph (and the "
-                        "FP16 engine), at FP16 tolerances")
 
 
 def _report_args(parser: argparse.ArgumentParser) -> None:
@@ -397,18 +413,16 @@ def _accuracy(args: argparse.Namespace) -> int:
 # --- bench -----------------------------------------------------------------------------
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
-    from core.spec import BATCH_SIZES, DEFAULT_TABLE, LATENCY_TABLES, Precision
-    from runtimes import RUNNER_KINDS
+    from core.spec import BATCH_SIZES, DEFAULT_TABLE, LATENCY_TABLES
     from validation.bench import DEFAULT_RESULTS
     from validation.timing import Method
 
     method = Method()
-    parser.add_argument("models", nargs="*", metavar="MODEL", help="models to time")
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="models to time: "
+                        f"{TARGET_HELP}s")
     parser.add_argument("--all", action="store_true", help="every model of the zoo")
-    parser.add_argument("--runtime", help=f"one of {', '.join(RUNNER_KINDS)} (default: the best "
-                        "available)")
-    parser.add_argument("--precision", type=_csv(str), help=f"{','.join(Precision)} (default: "
-                        "the table's)")
+    _runtimes_arg(parser, "runtimes to time (default: the best available; precisions: the "
+                  "table's)")
     parser.add_argument("--batch-sizes", type=_csv(int),
                         help=f"default {','.join(map(str, BATCH_SIZES))}")
     parser.add_argument("--warmup-ms", type=float,
@@ -440,8 +454,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.all and args.models:
         raise UsageError("name models or pass --all, not both")
     config = BenchConfig.resolve(
-        list(SPECS) if args.all else args.models, runtime=args.runtime, table=args.table,
-        precisions=args.precision, batch_sizes=args.batch_sizes, warmup_ms=args.warmup_ms,
+        list(SPECS) if args.all else args.models, runtimes=args.runtimes, table=args.table,
+        precisions=args.precision, fp16=args.fp16, batch_sizes=args.batch_sizes,
+        warmup_ms=args.warmup_ms,
         duration_s=args.duration_s, min_iterations=args.min_iterations, threads=args.threads,
         cuda_graph=args.cuda_graph, include_transfers=args.include_transfers)
     result = run_bench(config, args.results, json_path=_file_arg(args.json), resume=args.resume,
@@ -460,13 +475,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _pipeline_args(parser: argparse.ArgumentParser) -> None:
     from exporter.specs import DEFAULT_MODEL
-    from runtimes import RUNNER_KINDS
     from validation.pipeline import DEFAULT_DURATION_S
 
-    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
-                        help=f"a model name (default {DEFAULT_MODEL})")
-    parser.add_argument("--runtime", help=f"runtime to time: one of {', '.join(RUNNER_KINDS)} "
-                        "(default: the best available)")
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="a model name, or a "
+                        f"Paddle inference model's folder (default {DEFAULT_MODEL})")
+    _runtimes_arg(parser, "runtimes to time (default: the best available; validate compares "
+                  "every one available here)")
     parser.add_argument("--out", metavar="DIR", help="export folder (default artifacts/MODEL)")
     parser.add_argument("--duration-s", type=float, default=DEFAULT_DURATION_S,
                         help="least measuring time per bench cell "
@@ -477,8 +491,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     from validation.bench import progress_reporter
     from validation.pipeline import run_pipeline, summary
 
-    result = run_pipeline(args.model, runtime=args.runtime, out_dir=args.out,
-                          duration_s=args.duration_s, progress=progress_reporter())
+    result = run_pipeline(args.model, runtimes=args.runtimes, precision=args.precision,
+                          fp16=args.fp16, out_dir=args.out, duration_s=args.duration_s,
+                          progress=progress_reporter())
     _out(summary(result))
     return 0 if result.passed else 1
 

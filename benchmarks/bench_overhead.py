@@ -30,7 +30,7 @@ def crossrt_median(export_dir: Path, threads: int, duration_s: float) -> float:
     """One `crossrt bench` cell (the sweep the CLI runs), its median latency in ms."""
     from validation.bench import BenchConfig, run_sweep
 
-    config = BenchConfig.resolve([MODEL], runtime="onnxruntime", precisions=[FP32],
+    config = BenchConfig.resolve([MODEL], runtimes=["onnxruntime"], precisions=[FP32],
                                  batch_sizes=[1], threads=threads, duration_s=duration_s)
     with tempfile.TemporaryDirectory() as scratch:
         result = run_sweep(config, Path(scratch) / "bench.json",

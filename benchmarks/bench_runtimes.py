@@ -34,7 +34,7 @@ def medians(runtime: str, exports: dict[str, Path], threads: int, duration_s: fl
     """One `crossrt bench` sweep of ``exports`` (model -> export dir): (model, batch) -> ms."""
     from validation.bench import BenchConfig, run_sweep
 
-    config = BenchConfig.resolve(list(exports), runtime=runtime, precisions=[FP32],
+    config = BenchConfig.resolve(list(exports), runtimes=[runtime], precisions=[FP32],
                                  batch_sizes=BATCH_SIZES, threads=threads, duration_s=duration_s)
     with tempfile.TemporaryDirectory() as scratch:
         result = run_sweep(config, Path(scratch) / "bench.json",

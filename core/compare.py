@@ -90,6 +90,12 @@ DEFAULT_TOLERANCES: dict[Precision, Tolerance] = {
 }
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise probabilities of logits (shifted by the row's max: no overflow)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def tolerance_for(precision: str = FP32, *, atol: float | None = None,
                   rtol: float | None = None, check_error_stat: str | None = None,
                   min_top1_agreement: float | None = None,

@@ -17,6 +17,7 @@ import numpy as np
 
 from core import limits
 from core.errors import UsageError
+from core.spec import DEFAULT_SCALE
 
 if TYPE_CHECKING:
     from core.spec import ModelSpec
@@ -33,22 +34,39 @@ def preprocess(image_rgb: np.ndarray, spec: ModelSpec, *, interpolation: str | N
 
     The keyword overrides exist to reproduce a deployment's own (possibly wrong) preprocessing.
     """
-    import cv2
-
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
         raise UsageError(f"expected an RGB image of shape HxWx3, got {image_rgb.shape}")
     height, width = image_rgb.shape[:2]
-    scale = spec.resize_short / min(height, width)
-    size = (int(round(width * scale)), int(round(height * scale)))  # cv2 takes (w, h)
-    resized = cv2.resize(image_rgb, size,
-                         interpolation=_INTERPOLATIONS[interpolation or spec.interpolation])
+    if spec.resize_short is not None:  # Python's round, as PaddleClas's ResizeImage
+        factor = spec.resize_short / min(height, width)
+        size = (int(round(width * factor)), int(round(height * factor)))  # (w, h)
+    else:
+        assert spec.resize_to is not None
+        size = (spec.resize_to, spec.resize_to)
+    resized = _resize(image_rgb, size, interpolation or spec.interpolation, spec.resize_backend)
     crop = spec.crop_size
     top, left = (resized.shape[0] - crop) // 2, (resized.shape[1] - crop) // 2
     cropped = resized[top:top + crop, left:left + crop]
     mean_arr = np.array(mean or spec.mean, dtype=np.float32).reshape(1, 1, 3)
     std_arr = np.array(std or spec.std, dtype=np.float32).reshape(1, 1, 3)
-    normalised = (cropped.astype(np.float32) * np.float32(1 / 255.0) - mean_arr) / std_arr
+    normalised = (cropped.astype(np.float32) * np.float32(spec.scale) - mean_arr) / std_arr
     return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], interpolation: str,
+            backend: str) -> np.ndarray:
+    """PaddleClas's UnifiedResize: OpenCV by default, Pillow where a config says backend pil."""
+    if backend == "pil":
+        from PIL import Image
+
+        resample = {"nearest": Image.Resampling.NEAREST, "linear": Image.Resampling.BILINEAR,
+                    "cubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
+                    "lanczos": Image.Resampling.LANCZOS,
+                    "hamming": Image.Resampling.HAMMING}[interpolation]
+        return np.asarray(Image.fromarray(image).resize(size, resample))
+    import cv2
+
+    return cv2.resize(image, size, interpolation=_INTERPOLATIONS[interpolation])
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -102,9 +120,12 @@ def load_images(directory: str | Path | None = None) -> list[tuple[str, np.ndarr
 
 
 def random_inputs(spec: ModelSpec, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` seeded inputs: uniform pixels in [0, 1) normalised like photographs."""
+    """``count`` seeded inputs: uniform pixels (over the range ``scale`` gives 0..255)
+    normalised like photographs."""
     rng = np.random.default_rng(seed)
     pixels = rng.random((count, spec.crop_size, spec.crop_size, 3), dtype=np.float32)
+    if spec.scale != DEFAULT_SCALE:
+        pixels *= np.float32(255 * spec.scale)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(((pixels - mean) / std).transpose(0, 3, 1, 2))

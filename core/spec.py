@@ -10,8 +10,10 @@ own figures. Nothing here imports paddle, onnx or a runtime.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class Precision(str, Enum):
@@ -87,14 +89,25 @@ class Published:
         return latencies
 
 
+CUSTOM = "custom"  # the family of a model brought as a Paddle inference model (no zoo network)
+INTERPOLATIONS = ("nearest", "linear", "cubic", "area", "lanczos")  # OpenCV's, by name
+PIL_INTERPOLATIONS = ("nearest", "linear", "cubic", "box", "lanczos", "hamming")  # Pillow's
+DEFAULT_SCALE = 1 / 255
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model: everything needed to build, feed, export and compare it."""
+    """One model: everything needed to build, feed, export and compare it.
+
+    Its preprocessing is PaddleClas's: resize (the short side to ``resize_short``, or the whole
+    image to ``resize_to`` x ``resize_to``), center crop ``crop_size`` (the input's side),
+    ``* scale``, ``- mean``, ``/ std``, HWC to CHW, in RGB.
+    """
 
     name: str
-    family: str  # a ModelFamily.FAMILY: the zoo module that builds it
+    family: str  # a ModelFamily.FAMILY (the zoo module that builds it), or CUSTOM
     crop_size: int
-    resize_short: int
+    resize_short: int | None  # None: resize_to
     # Allowed Paddle-vs-ONNX Runtime error at export, times max(1, max|logit|): float32
     # rounding grows with depth and width, so each family sets one (its EXPORT_TOLERANCE).
     export_tolerance: float
@@ -115,6 +128,11 @@ class ModelSpec:
     input_name: str = "x"
     output_name: str = "logits"
     num_classes: int = 1000
+    resize_to: int | None = None  # ResizeImage size: the whole image to this square
+    resize_backend: str = "cv2"  # or "pil" (PaddleClas's backend: pil, e.g. its Swin configs)
+    scale: float = DEFAULT_SCALE
+    labels: tuple[str, ...] = ()  # class names, index by index (a model's own label list)
+    label_set: str | None = None  # or the name of a bundled list (core.labels): "imagenet-1k"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -125,8 +143,57 @@ class ModelSpec:
     def builder_kwargs(self) -> dict[str, object]:
         return dict(self.builder_args)
 
+    @property
+    def custom(self) -> bool:
+        """Brought by the user as a Paddle inference model: no zoo network, no published figures."""
+        return self.family == CUSTOM
+
+    def class_names(self) -> tuple[str, ...]:
+        """The name of every class, index by index (its indices when the model has none)."""
+        if self.labels:
+            return self.labels
+        if self.label_set is not None:
+            from core.labels import label_set
+
+            return label_set(self.label_set)
+        return tuple(str(index) for index in range(self.num_classes))
+
     def preprocessing(self) -> dict[str, object]:
         """The facts a deployment needs to feed this model, as plain JSON-able data."""
-        return {"resize_short": self.resize_short, "interpolation": self.interpolation,
-                "crop_size": self.crop_size, "scale": "1/255", "mean": list(self.mean),
-                "std": list(self.std), "channel_order": self.channel_order, "layout": self.layout}
+        resize: dict[str, object] = ({"resize_short": self.resize_short}
+                                     if self.resize_short is not None else
+                                     {"resize_to": self.resize_to})
+        extra: dict[str, object] = {"resize_backend": self.resize_backend} \
+            if self.resize_backend != "cv2" else {}
+        return {**resize, "interpolation": self.interpolation, **extra,
+                "crop_size": self.crop_size,
+                "scale": "1/255" if self.scale == DEFAULT_SCALE else self.scale,
+                "mean": list(self.mean), "std": list(self.std),
+                "channel_order": self.channel_order, "layout": self.layout}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON data (lists, not tuples: as an export's manifest reads back)."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return {k: plain(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+        return plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """A spec :meth:`to_dict` wrote (lists back to tuples); a ValueError when it is not one."""
+        try:
+            fields = {f.name for f in dataclasses.fields(cls)}
+            values = {key: value for key, value in data.items() if key in fields}
+            published: dict[str, Any] = {
+                key: tuple(value) if isinstance(value, list) else value
+                for key, value in dict(values.get("published") or {}).items()}
+            values["published"] = Published(**published)
+            for key in ("builder_args", "mean", "std", "labels"):
+                if key in values:
+                    values[key] = tuple(tuple(v) if isinstance(v, list) else v
+                                        for v in values[key])
+            return cls(**values)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"not a model spec ({error})") from None

@@ -23,6 +23,7 @@ difference named unless ``force``, and a folder holding anything else is never r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -62,6 +63,7 @@ from core.layout import (
 from core.log import log
 from core.preprocess import photo_batch, random_inputs
 from core.spec import ModelSpec
+from exporter import inference_yml
 from exporter.specs import get_spec
 
 if TYPE_CHECKING:
@@ -89,23 +91,33 @@ def default_out_dir(spec: ModelSpec) -> Path:
     return ARTIFACTS / spec.name
 
 
-def default_export(model: str, *, fp16: bool = False) -> Path:
-    """The model's default export folder, used as it is when it holds what is asked (whatever
-    its weights: validating or timing an export never replaces it), else exported."""
-    folder = ExportDir(default_out_dir(get_spec(model)))
+def default_export(model: str | Path, *, fp16: bool = False) -> Path:
+    """The default export folder of ``model`` (a zoo name, or a Paddle inference model's
+    folder), used as it is when it holds what is asked (whatever its weights: validating or
+    timing an export never replaces it), else exported."""
+    spec = inference_yml.spec_from_folder(model) if inference_yml.is_inference_model(model) \
+        else get_spec(str(model))
+    folder = ExportDir(default_out_dir(spec))
     if folder.is_export() and (not fp16 or folder.onnx_path(fp16=True).is_file()):
         folder.manifest()  # a corrupt one is named here
         return folder.path
     return export_onnx(model, fp16=fp16).path
 
 
-def export_onnx(model: str, *, weights: str | Path | None = None,
+def export_onnx(model: str | Path, *, weights: str | Path | None = None,
                 paddle_model: str | Path | None = None, out_dir: str | Path | None = None,
                 opset: int = DEFAULT_OPSET, fp16: bool = False, simplify: bool = True,
                 force: bool = False, seed: int = 0,
                 ) -> ExportResult:
-    """Export ``model`` (a registry name) to ONNX; reuse an identical earlier export."""
-    spec = get_spec(model)
+    """Export ``model`` to ONNX: a registry name, or a folder holding a Paddle inference model
+    and its ``inference.yml`` (any PaddleClas/PaddleX classifier); reuse an identical export."""
+    brought = inference_yml.is_inference_model(model)
+    if brought and (weights is not None or paddle_model is not None):
+        raise UsageError(f"{model} is a Paddle inference model already: leave out --weights "
+                         "and --paddle-model")
+    spec = inference_yml.spec_from_folder(model) if brought else get_spec(str(model))
+    if brought:
+        paddle_model = model
     if opset not in OPSETS:
         raise UsageError(f"opset {opset} is not supported; choose {OPSETS.start} to "
                          f"{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
@@ -126,7 +138,8 @@ def export_onnx(model: str, *, weights: str | Path | None = None,
         "weights": ({"kind": "checkpoint", "sha256": provenance.sha256_file(weights)}
                     if weights is not None else
                     {"kind": "paddle-model",
-                     "sha256": [provenance.sha256_file(f) for f in program_files]}
+                     "sha256": [provenance.sha256_file(f) for f in program_files
+                                + ((Path(model) / inference_yml.YML,) if brought else ())]}
                     if program_files is not None else {"kind": "synthetic", "seed": seed}),
     }
     with files.disk_errors(out), folder.locked():
@@ -292,9 +305,13 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
         source = _paddle_program(stage / "paddle", spec, weights, program_files, seed)
     names, photos = photo_batch(spec)
     feed = np.concatenate([photos, random_inputs(spec, CHECK_RANDOM_INPUTS, seed=seed)])
-    in_pieces = source.params.stat().st_size >= graphs.PROTOBUF_LIMIT
-    converted = (_convert_in_pieces if in_pieces else _convert_whole)(
-        step, spec, request, source, feed, stage)
+    if source.params.stat().st_size >= graphs.PROTOBUF_LIMIT:
+        converted = _convert_in_pieces(step, spec, request, source, feed, stage)
+    else:  # Paddle runs first, so that a broken program is named as such, not by ONNX
+        with step("reference", f"{spec.name}: computing Paddle reference outputs"):
+            reference = _paddle_reference(spec, source, feed)
+        spec = _finished(spec, reference)
+        converted = _convert_whole(step, spec, request, source, stage, feed, reference)
     graphs.set_metadata(converted.graph, spec, source.weights)
     with step("save", f"{spec.name}: saving {ONNX_FILE}"):
         graphs.save_onnx(converted.graph, stage / ONNX_FILE)
@@ -319,7 +336,7 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
         "opset": request["opset"], "ir_version": converted.graph.ir_version,
         "inputs": [graphs.io_record(v) for v in converted.graph.graph.input],
         "outputs": [graphs.io_record(v) for v in converted.graph.graph.output],
-        "preprocessing": spec.preprocessing(),
+        "preprocessing": spec.preprocessing(), "spec": spec.to_dict(),
         "nodes": {"paddle2onnx": converted.nodes_before,
                   ONNX_FILE: len(converted.graph.graph.node)},
         "simplified": request["simplify"], "simplify_max_abs_error": simplify_error,
@@ -333,12 +350,24 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
     return manifest
 
 
+def _finished(spec: ModelSpec, reference: np.ndarray) -> ModelSpec:
+    """A brought model's spec completed from what its program computes: its class count (its
+    label list must have as many names) and its output's name (a softmax's: probabilities)."""
+    if not spec.custom:
+        return spec
+    classes = reference.shape[1]
+    if spec.labels and len(spec.labels) != classes:
+        raise UsageError(f"{spec.name}: inference.yml's label list names {len(spec.labels)} "
+                         f"classes but the program gives {classes}; fix "
+                         "PostProcess.Topk.label_list")
+    softmax = bool(np.all(reference >= 0) and np.allclose(reference.sum(axis=1), 1, atol=1e-3))
+    return dataclasses.replace(spec, num_classes=classes,
+                               output_name="probabilities" if softmax else "logits")
+
+
 def _convert_whole(step: _Steps, spec: ModelSpec, request: dict[str, Any], source: _Source,
-                   feed: np.ndarray, stage: Path) -> _Converted:
-    """paddle2onnx on the whole program, then onnxsim; Paddle runs first, so that a broken
-    program is named as such, not by ONNX."""
-    with step("reference", f"{spec.name}: computing Paddle reference outputs"):
-        reference = _paddle_reference(spec, source, feed)
+                   stage: Path, feed: np.ndarray, reference: np.ndarray) -> _Converted:
+    """paddle2onnx on the whole program, then onnxsim."""
     with step("paddle2onnx",
               f"{spec.name}: converting with paddle2onnx (opset {request['opset']})"):
         graph = _paddle2onnx(source.program, source.params, request["opset"],
@@ -449,6 +478,8 @@ def _check_paddle_model(spec: ModelSpec, program: Path, params: Path) -> None:
             raise UsageError(f"{program} is not a Paddle program (no operators parse from it); "
                              "pass the inference.pdmodel written by PaddleClas's export script")
 
+    if spec.custom:  # no zoo network to count its weights against: Paddle's run decides
+        return
     from exporter.zoo import build_model
 
     with paddle.LazyGuard():  # shapes only, nothing allocated
@@ -478,8 +509,8 @@ def _paddle_reference(spec: ModelSpec, source: _Source, feed: np.ndarray) -> np.
                          f"{first_line(exc, named=True)}; pass a complete Paddle inference "
                          f"model of {spec.name} (program and weights exported together)"
                          ) from exc
-    expected = (len(feed), spec.num_classes)
-    if reference.shape != expected:
+    expected = (len(feed), reference.shape[-1] if spec.custom else spec.num_classes)
+    if reference.ndim != 2 or reference.shape != expected:
         raise UsageError(f"the Paddle program gives outputs of shape {list(reference.shape)} on "
                          f"{spec.name}'s input, expected {list(expected)}; is it a program of "
                          "another model?")

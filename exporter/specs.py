@@ -11,12 +11,13 @@ other module hard-codes a shape.
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
-from core.errors import UnknownModelError
-from core.spec import ModelSpec
+from core.errors import UnknownModelError, UsageError
+from core.spec import CUSTOM, ModelSpec
 from exporter.zoo import FAMILIES
 
-__all__ = ["DEFAULT_MODEL", "SPECS", "get_spec"]
+__all__ = ["DEFAULT_MODEL", "SPECS", "get_spec", "spec_of"]
 
 SPECS: dict[str, ModelSpec] = {spec.name: spec for family in FAMILIES.values()
                                for spec in family.MODELS}
@@ -34,3 +35,16 @@ def get_spec(name: str) -> ModelSpec:
     hint = ", ".join(folded[c] for c in close) if close else ", ".join(SPECS)
     raise UnknownModelError(
         f"unknown model {name!r}; did you mean: {hint}? (`crossrt zoo` lists all {len(SPECS)})")
+
+
+def spec_of(manifest: dict[str, Any]) -> ModelSpec:
+    """The spec an export was made from: the registry's for a zoo model (with PaddleClas's
+    figures), else the one its manifest records (a model brought as a Paddle inference model)."""
+    recorded = manifest.get("spec")
+    if isinstance(recorded, dict) and recorded.get("family") == CUSTOM:
+        try:
+            return ModelSpec.from_dict(recorded)
+        except ValueError as error:
+            raise UsageError(f"the export of {manifest['model']} records a broken model spec "
+                             f"({error}); export it again") from None
+    return get_spec(manifest["model"])

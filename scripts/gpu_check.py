@@ -165,8 +165,8 @@ def bench(export: Path, device: str, out: Path, batch_sizes: list[int]) -> dict[
     model = export_spec(export).name
     precisions = [p for p, fp16 in PRECISIONS.items()
                   if ExportDir(export).onnx_path(fp16).is_file()]
-    config = BenchConfig.resolve([model], runtime="onnxruntime-cuda" if device == "cuda"
-                                 else "onnxruntime", precisions=precisions,
+    kind = "onnxruntime-cuda" if device == "cuda" else "onnxruntime"
+    config = BenchConfig.resolve([model], runtimes=[kind], precisions=precisions,
                                  batch_sizes=batch_sizes, duration_s=1.0)
     result = run_bench(config, out / "bench", export=lambda name, fp16=False: export)
     return {"markdown": result.files["markdown"].read_text(), "records": result.records}

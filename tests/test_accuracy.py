@@ -313,7 +313,7 @@ def bad_cases(images: dict, tmp: Path) -> dict[str, tuple[list[str], str]]:
         "empty list": (["--dataset", str(root), "--labels", str(write_list(tmp / "e", []))],
                        "empty"),
         "empty folders": (["--dataset", str(empty)], "empty"),
-        "class count": (["--dataset", str(few)], "5 class folders but the model has 1000"),
+        "class count": (["--dataset", str(few)], "its 5 folders are not one per class (1000)"),
         "too many missing": (["--dataset", str(root), "--labels", str(write_list(
             tmp / "x", [f"{good} 1"] * 60 + ["gone.jpg 1"] * 2))], "2 of 62 images do not exist"),
         "too many unreadable": (["--dataset", str(unreadable), "--labels", str(write_list(

@@ -109,7 +109,7 @@ def exporting(folder: Path, failing: tuple[str, ...] = ()):
 
 
 def config(models, **options) -> BenchConfig:
-    return BenchConfig.resolve(models, runtime="onnxruntime", **{**FAST, **options})
+    return BenchConfig.resolve(models, runtimes=["onnxruntime"], **{**FAST, **options})
 
 
 def test_real_sweep_writes_markdown_json_csv_and_png(tmp_path, tiny_export):
@@ -162,8 +162,8 @@ def test_real_sweep_writes_markdown_json_csv_and_png(tmp_path, tiny_export):
     assert 400 <= height <= 2000 and 600 <= width <= 3000
 
     progress = lines.getvalue().splitlines()
-    assert len(progress) == 4 and progress[-1].startswith("crossrt: bench: ResNeXt101_32x8d_wsl "
-                                                          "FP32 bs2")
+    assert len(progress) == 4 and progress[-1].startswith(
+        "crossrt: bench: ResNeXt101_32x8d_wsl onnxruntime FP32 bs2")
     assert "; 4/4 cells" in progress[-1]
     assert all("ms median" in line and "ETA" in line for line in progress)
 
@@ -238,7 +238,7 @@ def test_resume_refuses_a_file_that_is_not_a_bench_result(tmp_path):
 def test_defaults_follow_the_table_and_the_best_runtime():
     only_cpu = lambda kind: (kind == "onnxruntime", "no GPU visible")  # noqa: E731
     cfg = BenchConfig.resolve(["efficientnetb0"], is_available=only_cpu)
-    assert (cfg.models, cfg.runtime, cfg.table) == (("EfficientNetB0",), "onnxruntime", "t4")
+    assert (cfg.models, cfg.runtimes, cfg.table) == (("EfficientNetB0",), ("onnxruntime",), "t4")
     assert cfg.precisions == ("fp16", "fp32") and cfg.batch_sizes == (1, 4, 8)
     assert cfg.method.warmup_ms == 200 and cfg.method.min_iterations == 10
     assert BenchConfig.resolve(["EfficientNetB0"], table="v100",
@@ -250,9 +250,9 @@ def test_defaults_follow_the_table_and_the_best_runtime():
         best_runtime(lambda kind: (False, "missing"))
     for bad in ({"table": "a100"}, {"precisions": ["int8"]}, {"batch_sizes": [0]}):
         with pytest.raises(UsageError):
-            BenchConfig.resolve(["EfficientNetB0"], runtime="onnxruntime", **bad)
+            BenchConfig.resolve(["EfficientNetB0"], runtimes=["onnxruntime"], **bad)
     with pytest.raises(UsageError, match="--all"):
-        BenchConfig.resolve([], runtime="onnxruntime")
+        BenchConfig.resolve([], runtimes=["onnxruntime"])
 
 
 class FakeTerminal(io.StringIO):

@@ -100,10 +100,11 @@ def test_a_spec_without_published_figures_is_declared_and_used(monkeypatch):
     names, batch = photo_batch(spec)
     assert batch.shape == (len(names), 3, 192, 192)
 
-    config = BenchConfig(models=(spec.name,), runtime="onnxruntime", table="t4")
+    config = BenchConfig(models=(spec.name,), runtimes=("onnxruntime",), table="t4")
     stats = summarize([3.92, 4.0, 4.08], 1)
-    ran = cell_record(config, spec, Cell(spec.name, "fp32", 1), stats=stats)
-    failed = cell_record(config, spec, Cell(spec.name, "fp32", 4), failure="RuntimeError: oom")
+    ran = cell_record(config, spec, Cell(spec.name, "onnxruntime", "fp32", 1), stats=stats)
+    failed = cell_record(config, spec, Cell(spec.name, "onnxruntime", "fp32", 4),
+                         failure="RuntimeError: oom")
     assert ran["published_ms"] is None and ran["ratio"] is None and ran["published_top1"] is None
     row = next(line for line in markdown_table([ran, failed], "t4").splitlines()
                if line.startswith(f"| {spec.name} "))

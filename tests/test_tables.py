@@ -29,10 +29,11 @@ V100_HEADER = ("| Models | Crop Size | Resize Short Size | FP32 Batch Size=1 (ms
 
 def record(model, precision, batch_size, median=None, *, table="t4", failure=None, **extra):
     """A record made by the sweep's own record builder; ``median`` None means a failed cell."""
-    config = BenchConfig(models=(model,), runtime="onnxruntime", table=table)
+    config = BenchConfig(models=(model,), runtimes=("onnxruntime",), table=table)
     stats = None if median is None else summarize([median * 0.98, median, median * 1.02],
                                                   batch_size)
-    return cell_record(config, get_spec(model), Cell(model, precision, batch_size), stats=stats,
+    cell = Cell(model, "onnxruntime", precision, batch_size)
+    return cell_record(config, get_spec(model), cell, stats=stats,
                        failure=failure or (None if stats else "RuntimeError: out of memory"),
                        method={"warmup_ms": 1.0, "duration_s": 0.1, "min_iterations": 3,
                                "include_transfers": False}, **extra)
@@ -85,7 +86,7 @@ def test_rows_in_seed_order_and_extra_batch_sizes_get_columns():
 def test_substituted_precision_is_marked_and_explained():
     recs = [record("EfficientNetB0", "fp16", 1, 5.0, runtime_info={"precision": "fp32"})]
     assert row_of(markdown_table(recs), "EfficientNetB0")[3].startswith("5.00* (")
-    doc = {"table": "t4", "runtime": "onnxruntime", "method_text": Method().describe(),
+    doc = {"table": "t4", "runtimes": ["onnxruntime"], "method_text": Method().describe(),
            "machine": {"cpu": "Test CPU", "usable_cpus": 2, "logical_cpus": 4}, "records": recs}
     report = markdown_report(doc)
     assert "EfficientNetB0 FP16 bs1*: ran in fp32" in report
@@ -96,7 +97,7 @@ def test_report_lists_failures_and_noise():
     noisy = record("EfficientNetB0", "fp32", 4, 10.0)
     noisy.update(noisy=True, cv=0.12)
     recs = [record("EfficientNetB0", "fp32", 1, None, failure="RuntimeError: out of memory"), noisy]
-    doc = {"table": "t4", "runtime": "onnxruntime-cuda", "method_text": "m",
+    doc = {"table": "t4", "runtimes": ["onnxruntime-cuda"], "method_text": "m",
            "machine": {"gpus": [{"name": "NVIDIA H200", "compute_capability": "9.0",
                                  "driver": "12.8", "max_sm_clock_mhz": 1980}]}, "records": recs}
     report = markdown_report(doc)

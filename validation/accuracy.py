@@ -29,9 +29,10 @@ import numpy as np
 import runtimes
 from core import files, limits
 from core.errors import UsageError, first_line
+from core.labels import IMAGENET_1K, imagenet_synsets
 from core.log import log
 from core.preprocess import check_batch_fits, preprocess, read_image
-from core.spec import ModelSpec
+from core.spec import FP16, ModelSpec
 from validation.accuracy_report import synthetic_note
 from validation.datasets import Dataset, Sample, load_dataset
 from validation.predictions import PREDICTIONS, PredictionsJournal, partial_path
@@ -40,6 +41,7 @@ from validation.targets import (
     Participant,
     choose_reference,
     participants,
+    precisions,
     resolve_target,
     target_files,
     target_spec,
@@ -130,7 +132,8 @@ class AccuracyRequest:
     labels: Path | None = None
     runtimes: tuple[str, ...] | None = None  # besides the reference; None: every one here
     reference: str | None = None
-    fp16: bool = False
+    fp16: bool = False  # also FP16 (the FP16 graph, and engine): precision plus FP16
+    precision: tuple[str, ...] | None = None  # these precisions (None: FP32)
     batch_size: int = DEFAULT_BATCH_SIZE
     limit: int | None = None
     workers: int | None = None  # threads decoding ahead; None: half the CPUs
@@ -141,8 +144,9 @@ class AccuracyRequest:
     force: bool = False  # replace an existing --predictions file that crossrt did not write
 
     def __post_init__(self) -> None:  # lists, strings and None from callers become typed
-        if self.runtimes is not None:
-            object.__setattr__(self, "runtimes", tuple(self.runtimes))
+        for name in ("runtimes", "precision"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("labels", "predictions"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
@@ -213,13 +217,15 @@ def evaluate_accuracy(request: AccuracyRequest | str | Path, dataset: str | Path
         request = AccuracyRequest(request, dataset if dataset is not None else "", **options)
     request.check()
     ref = choose_reference(request.reference)
-    chosen = [ref, *participants(request.runtimes, ref, request.fp16)]  # before any export
+    wanted = precisions(request.precision, request.fp16)
+    chosen = [ref, *participants(request.runtimes, ref, wanted)]  # before any export
     spec = target_spec(request.target)  # the dataset is read before anything is exported
     check_batch_fits(spec, request.batch_size)
     data = load_dataset(request.dataset, request.labels, num_classes=spec.num_classes,
-                        limit=request.limit)
+                        limit=request.limit, class_names=spec.class_names(),
+                        synsets=imagenet_synsets() if spec.label_set == IMAGENET_1K else ())
     _check_images_exist(data)
-    export_dir, manifest, warnings = resolve_target(request.target, request.fp16)
+    export_dir, manifest, warnings = resolve_target(request.target, FP16 in wanted)
     journal = PredictionsJournal(request.predictions, {
         "model": spec.name, "target": str(export_dir.resolve()), "reference": ref.label,
         "runtimes": [p.label for p in chosen], "dataset": data.fingerprint(),

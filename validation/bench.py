@@ -30,13 +30,15 @@ from exporter.specs import get_spec
 from validation import tables
 from validation.figures import is_crossrt_figure
 from validation.progress import Progress
+from validation.targets import existing_export
+from validation.targets import target_spec as _target_spec
 from validation.timing import Method, TimingStats, measure
 
 DEFAULT_RESULTS = Path("artifacts") / "bench"
 RESULTS_FILE, MARKDOWN_FILE, CSV_FILE, FIGURE_FILE = ("bench.json", "bench.md", "bench.csv",
                                                       "bench.png")
-FORMAT = "crossrt-bench/1"
-RESULTS = OutputKind("bench result", json_with_format(FORMAT))
+FORMAT = "crossrt-bench/2"  # 2: runtimes (a list), export folders as models
+RESULTS = OutputKind("bench result", json_with_format("crossrt-bench/1", FORMAT))
 # What --results holds, each recognised as crossrt's own before it is replaced
 RESULT_FILES = {RESULTS_FILE: RESULTS,
                 MARKDOWN_FILE: OutputKind("bench report", first_line_starts("# crossrt bench")),
@@ -54,23 +56,26 @@ class BenchConfig:
     """A resolved sweep request; build it with :meth:`resolve` (all defaults live there)."""
 
     models: tuple[str, ...]
-    runtime: str
+    runtimes: tuple[str, ...]
     table: str = DEFAULT_TABLE
     precisions: tuple[Precision, ...] = LATENCY_TABLES[DEFAULT_TABLE].precisions
     batch_sizes: tuple[int, ...] = BATCH_SIZES
     method: Method = Method()
     threads: int | None = None
     cuda_graph: bool | None = None
+    folders: tuple[tuple[str, str], ...] = ()  # model -> the export folder it was named by
 
     @classmethod
-    def resolve(cls, models: Sequence[str], *, runtime: str | None = None,
+    def resolve(cls, models: Sequence[str], *, runtimes: Sequence[str] | None = None,
                 table: str | None = None, precisions: Sequence[str] | None = None,
+                fp16: bool = False,
                 batch_sizes: Sequence[int] | None = None, warmup_ms: float | None = None,
                 duration_s: float | None = None, min_iterations: int | None = None,
                 threads: int | None = None, cuda_graph: bool | None = None,
                 include_transfers: bool = False,
                 is_available: RuntimeCheck | None = None) -> BenchConfig:
-        """Check the request and fill in defaults: best runtime, the table's precisions, 1/4/8."""
+        """Check the request and fill in defaults: best runtime, the table's precisions, 1/4/8.
+        A model is a name of the zoo or an export folder (a model brought by the user, too)."""
         if not models:
             raise UsageError("name at least one model to bench, or pass --all")
         table = table or DEFAULT_TABLE
@@ -80,6 +85,7 @@ class BenchConfig:
         try:
             chosen = tuple(Precision.parse(p) for p in precisions or ()) or \
                 LATENCY_TABLES[table].precisions
+            chosen += (FP16,) if fp16 else ()
         except ValueError as error:
             raise UsageError(str(error)) from None
         batch_sizes = tuple(batch_sizes or BATCH_SIZES)
@@ -94,17 +100,27 @@ class BenchConfig:
                         min_iterations=(default.min_iterations if min_iterations is None
                                         else min_iterations),
                         include_transfers=include_transfers)
-        names = tuple(dict.fromkeys(get_spec(m).name for m in models))  # canonical, no repeats
-        for name in names:
-            check_batch_fits(get_spec(name), max(batch_sizes))
-        if runtime is not None:
+        specs = [_target_spec(model) for model in models]
+        folders = tuple((spec.name, str(model)) for spec, model in zip(specs, models)
+                        if Path(model).is_dir())  # an export, or a model to export
+        for spec in specs:
+            check_batch_fits(spec, max(batch_sizes))
+        if runtimes:
             from runtimes.factory import require_available
 
-            require_available(runtime, is_available)
-        return cls(models=names, runtime=runtime or best_runtime(is_available), table=table,
-                   precisions=tuple(dict.fromkeys(chosen)),
+            kinds = tuple(dict.fromkeys(require_available(kind, is_available)
+                                        for kind in runtimes))
+        else:
+            kinds = (best_runtime(is_available),)
+        return cls(models=tuple(dict.fromkeys(spec.name for spec in specs)),  # no repeats
+                   runtimes=kinds, table=table, precisions=tuple(dict.fromkeys(chosen)),
                    batch_sizes=tuple(dict.fromkeys(batch_sizes)), method=method,
-                   threads=threads, cuda_graph=cuda_graph)
+                   threads=threads, cuda_graph=cuda_graph, folders=folders)
+
+    def spec(self, model: str) -> ModelSpec:
+        """The spec of one of the sweep's models (an export folder's own, or the registry's)."""
+        folder = dict(self.folders).get(model)
+        return _target_spec(folder) if folder else get_spec(model)
 
     def runner_options(self, precision: str) -> dict[str, Any]:
         """Keyword options for ``create_runner``; unset ones are left to the runner's default."""
@@ -119,20 +135,22 @@ class BenchConfig:
 @dataclass(frozen=True)
 class Cell:
     model: str
+    runtime: str
     precision: str
     batch_size: int
 
     def label(self) -> str:
-        return f"{self.model} {self.precision.upper()} bs{self.batch_size}"
+        return f"{self.model} {self.runtime} {self.precision.upper()} bs{self.batch_size}"
 
-    def key(self, runtime: str) -> tuple[str, str, str, int]:
-        return (self.model, runtime, self.precision, self.batch_size)
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.model, self.runtime, self.precision, self.batch_size)
 
 
 def plan_cells(config: BenchConfig) -> list[Cell]:
-    """Every cell of the sweep, model by model (one export), precision by precision (one runner)."""
-    return [Cell(m, p, b) for m in config.models for p in config.precisions
-            for b in config.batch_sizes]
+    """Every cell of the sweep, model by model (one export), runtime by runtime and precision
+    by precision (one runner each)."""
+    return [Cell(m, r, p, b) for m in config.models for r in config.runtimes
+            for p in config.precisions for b in config.batch_sizes]
 
 
 def record_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
@@ -144,7 +162,7 @@ class BenchResult:
     """The sweep's document (what ``bench.json`` holds) and the files written from it."""
 
     table: str
-    runtime: str
+    runtimes: tuple[str, ...]
     method: Method
     machine: dict[str, Any]
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -154,21 +172,22 @@ class BenchResult:
     cuda_graph: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "table": self.table, "runtime": self.runtime,
+        return {"format": FORMAT, "table": self.table, "runtimes": list(self.runtimes),
                 "method": asdict(self.method), "method_text": self.method.describe(),
                 "threads": self.threads, "cuda_graph": self.cuda_graph,
                 "machine": self.machine, "records": self.records}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> BenchResult:
-        return cls(table=doc["table"], runtime=doc["runtime"], method=Method(**doc["method"]),
+        return cls(table=doc["table"], runtimes=tuple(doc["runtimes"]),
+                   method=Method(**doc["method"]),
                    machine=doc["machine"], records=list(doc["records"]),
                    threads=doc.get("threads"), cuda_graph=doc.get("cuda_graph"))
 
     def difference(self, other: BenchResult) -> list[str]:
         """What ``other`` (a new sweep) measures differently (empty: its cells may join)."""
         mine, theirs = self.to_json(), other.to_json()
-        keys = ("table", "runtime", "method", "threads", "cuda_graph")
+        keys = ("table", "runtimes", "method", "threads", "cuda_graph")
         lines = [f"{key}: on disk {mine[key]}, now {theirs[key]}" for key in keys
                  if mine[key] != theirs[key]]
         if tables.machine_summary(self.machine) != tables.machine_summary(other.machine):
@@ -231,7 +250,7 @@ def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = F
     results_path = Path(results_path)
     export = export or _default_export
     make_runner = make_runner or _default_runner
-    result = BenchResult(table=config.table, runtime=config.runtime, method=config.method,
+    result = BenchResult(table=config.table, runtimes=config.runtimes, method=config.method,
                          machine=machine_info(), threads=config.threads,
                          cuda_graph=config.cuda_graph)
     if resume and results_path.is_file():
@@ -243,7 +262,7 @@ def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = F
         result.records = previous.records
     done = {record_key(r) for r in result.records}
     cells = plan_cells(config)
-    todo = [c for c in cells if c.key(config.runtime) not in done]
+    todo = [c for c in cells if c.key() not in done]
 
     def save(cell: Cell, record: dict[str, Any]) -> None:
         result.records.append(record)
@@ -258,7 +277,7 @@ def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = F
     files.write_json(results_path, result.to_json())
     try:
         for model, model_cells in itertools.groupby(todo, key=lambda c: c.model):
-            _sweep_model(config, get_spec(model), list(model_cells), export, make_runner,
+            _sweep_model(config, config.spec(model), list(model_cells), export, make_runner,
                          result.machine, save, progress)
     finally:
         if progress:
@@ -269,11 +288,14 @@ def run_sweep(config: BenchConfig, results_path: str | Path, *, resume: bool = F
 def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export: Exporter,
                  make_runner: RunnerFactory, machine: dict[str, Any],
                  save: Callable[[Cell, dict[str, Any]], None], progress: Progress | None) -> None:
-    """One model's cells: one export, then one runner per precision for all its batch sizes."""
+    """One model's cells: one export, then one runner per runtime and precision for all its
+    batch sizes."""
     extra: dict[str, Any] = {"machine": machine, "method": asdict(config.method),
                              "threads": config.threads}
     try:
-        target = Path(export(spec.name, fp16=any(c.precision == FP16 for c in cells)))
+        named = dict(config.folders).get(spec.name, spec.name)
+        target = Path(named) if existing_export(named) is not None else \
+            Path(export(named, fp16=any(c.precision == FP16 for c in cells)))
     except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
         for cell in cells:
             save(cell, cell_record(config, spec, cell,
@@ -282,10 +304,11 @@ def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export
                                    **extra))
         return
     extra.update(export_facts(target))
-    for precision, group in itertools.groupby(cells, key=lambda c: c.precision):
+    for (kind, precision), group in itertools.groupby(cells, key=lambda c: (c.runtime,
+                                                                             c.precision)):
         pending = list(group)
         try:
-            with make_runner(config.runtime, target, **config.runner_options(precision)) as runner:
+            with make_runner(kind, target, **config.runner_options(precision)) as runner:
                 with_info = {**extra, "runtime_info": _describe(runner)}
                 while pending:
                     cell = pending.pop(0)
@@ -339,7 +362,7 @@ def cell_record(config: BenchConfig, spec: ModelSpec, cell: Cell, *,
     published = tables.published_ms(spec, config.table, cell.precision, cell.batch_size)
     info = provenance_.get("runtime_info") or {}
     record: dict[str, Any] = {
-        "model": spec.name, "family": spec.family, "runtime": config.runtime,
+        "model": spec.name, "family": spec.family, "runtime": cell.runtime,
         "table": config.table, "precision": cell.precision,
         "precision_used": info.get("precision") if stats else None,
         "batch_size": cell.batch_size, "status": "ok" if stats else "failed",
@@ -349,7 +372,7 @@ def cell_record(config: BenchConfig, spec: ModelSpec, cell: Cell, *,
         "iterations": stats.iterations if stats else None,
         "published_ms": published,
         "ratio": stats.median_ms / published if stats and published else None,
-        "crop_size": spec.crop_size, "resize_short": spec.resize_short,
+        "crop_size": spec.crop_size, "resize_short": spec.resize_short or spec.resize_to,
         "published_top1": spec.published.top1,
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -362,7 +385,7 @@ def _describe(runner: Any) -> dict[str, Any]:
 
 
 RESULT_SCHEMA: files.Schema = {
-    "format": str, "table": str, "runtime": str, "machine": dict, "records": list,
+    "format": str, "table": str, "runtimes": list, "machine": dict, "records": list,
     "method": {"warmup_ms": (int, float), "duration_s": (int, float), "min_iterations": int,
                "include_transfers": bool}}
 RECORD_SCHEMA: files.Schema = {"model": str, "runtime": str, "precision": str,
@@ -407,7 +430,7 @@ def best_runtime(is_available: RuntimeCheck | None = None) -> str:
                           "pip install onnxruntime")
 
 
-def _default_export(model: str, *, fp16: bool) -> Path:
+def _default_export(model: str | Path, *, fp16: bool) -> Path:
     from exporter.export import default_export
 
     return default_export(model, fp16=fp16)

@@ -2,8 +2,11 @@
 
 - PaddleClas's list file (``val_list.txt``): one ``relative/path label`` per line, paths
   relative to the dataset folder, as in PaddleClas's ImageNet evaluation configs.
-- One folder per class: the class index is the folder's place in the sorted folder names
-  (for ImageNet's synset folders, the standard 1000-class order); empty folders count.
+- One folder per class, named after its class: a class name of the model's label list (the
+  whole name, or its first comma-separated part: ``tench``), an ImageNet synset (``n01440764``,
+  for models of ImageNet-1k's classes) or the class index; any subset of the classes
+  (ImageNette-style). Folders named otherwise are one per class, in sorted order (the class
+  index is the folder's place; empty folders count).
 
 Only names and labels are held (a few MB for ImageNet's 50,000 images); images are decoded
 later, one batch at a time. Every problem with the listing itself is a one-line UsageError.
@@ -12,6 +15,7 @@ later, one batch at a time. Every problem with the listing itself is a one-line 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +57,10 @@ class Dataset:
 
 
 def load_dataset(root: str | Path, labels: str | Path | None = None, *, num_classes: int,
-                 limit: int | None = None) -> Dataset:
-    """The dataset at ``root``: from the list file ``labels``, else one folder per class.
+                 limit: int | None = None, class_names: Sequence[str] = (),
+                 synsets: Sequence[str] = ()) -> Dataset:
+    """The dataset at ``root``: from the list file ``labels``, else one folder per class
+    (named by ``class_names`` or ``synsets``, index by index, or in sorted order).
 
     ``limit`` keeps N samples evenly spread over the listing (every class of a folder
     layout, not the first class only), the same N for every run.
@@ -65,7 +71,7 @@ def load_dataset(root: str | Path, labels: str | Path | None = None, *, num_clas
     if labels is not None:
         samples, layout = _from_list(folder, Path(labels), num_classes), "list"
     else:
-        samples, layout = _from_folders(folder, num_classes), "folders"
+        samples, layout = _from_folders(folder, num_classes, class_names, synsets), "folders"
     if not samples:
         where = f"list file {labels}" if labels is not None else f"class folders of {folder}"
         raise UsageError(f"the dataset is empty: no images in the {where}")
@@ -107,17 +113,42 @@ def _from_list(root: Path, labels: Path, num_classes: int) -> list[Sample]:
     return samples
 
 
-def _from_folders(root: Path, num_classes: int) -> list[Sample]:
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
+def class_keys(num_classes: int, class_names: Sequence[str] = (),
+               synsets: Sequence[str] = ()) -> dict[str, int]:
+    """Every folder name that names one class: its index, synset, name, and the first part of
+    its name (``tench`` of ``tench, Tinca tinca``) where no other class shares it."""
+    keys: dict[str, int] = {str(i): i for i in range(num_classes)}
+    keys.update({synset: i for i, synset in enumerate(synsets)})
+    short: dict[str, list[int]] = {}
+    for index, name in enumerate(class_names):
+        short.setdefault(name.split(",")[0].strip(), []).append(index)
+    keys.update({name: found[0] for name, found in short.items() if len(found) == 1})
+    keys.update({name: index for index, name in enumerate(class_names)})
+    return keys
+
+
+def _from_folders(root: Path, num_classes: int, class_names: Sequence[str] = (),
+                  synsets: Sequence[str] = ()) -> list[Sample]:
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
         raise UsageError(f"{root} has no class folders; pass --labels FILE for a list file, or "
                          "put the images in one folder per class")
-    if len(classes) != num_classes:
-        raise UsageError(f"{root} has {len(classes)} class folders but the model has "
-                         f"{num_classes} classes; the class index is the folder's sorted place, "
-                         "so every class needs its folder (or pass --labels FILE)")
+    keys = class_keys(num_classes, class_names, synsets)
+    if all(folder in keys for folder in folders):
+        classes = [(keys[folder], folder) for folder in folders]
+        if len({label for label, _ in classes}) < len(classes):
+            raise UsageError(f"{root} has two folders of one class; keep one folder per class")
+    elif len(folders) == num_classes:
+        classes = list(enumerate(folders))
+    else:
+        unknown = next(folder for folder in folders if folder not in keys)
+        shown = ", ".join(list(class_names)[:5]) + (", ..." if len(class_names) > 5 else "")
+        raise UsageError(f"{root}: class folder {unknown!r} names no class of the model "
+                         f"({shown or f'classes 0 to {num_classes - 1}'}), and its "
+                         f"{len(folders)} folders are not one per class ({num_classes}); name "
+                         "each folder after its class (or pass --labels FILE)")
     samples: list[Sample] = []
-    for label, name in enumerate(classes):
+    for label, name in classes:
         files = sorted(p for p in (root / name).rglob("*")
                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         samples += [Sample(len(samples) + i, p.relative_to(root).as_posix(), label)

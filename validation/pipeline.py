@@ -7,15 +7,17 @@ gathers one summary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.layout import ExportDir
 from core.log import log
-from core.spec import DEFAULT_TABLE, FP32
+from core.spec import DEFAULT_TABLE
 from exporter.export import ExportResult, export_onnx
 from validation.bench import BenchConfig, BenchResult, run_bench
+from validation.targets import precisions
 from validation.validate import DEFAULT_BATCH_SIZES, ValidationRun, validate
 
 DEFAULT_DURATION_S = 1.0  # a short bench: the main job is a demonstration, not the table
@@ -43,18 +45,21 @@ class PipelineResult:
         return self.validation.passed
 
 
-def run_pipeline(model: str, *, runtime: str | None = None, out_dir: str | Path | None = None,
+def run_pipeline(model: str, *, runtimes: Sequence[str] | None = None,
+                 precision: Sequence[str] | None = None, fp16: bool = False,
+                 out_dir: str | Path | None = None,
                  bench_dir: str | Path | None = None, duration_s: float = DEFAULT_DURATION_S,
                  progress: Any = None) -> PipelineResult:
     """Export ``model``, validate every available runtime against Paddle, build the FP16
     engine where a TensorRT backend is installed, then a short bench."""
     # every argument is checked before the export starts
-    config = BenchConfig.resolve([model], runtime=runtime, precisions=[FP32],
+    wanted = precisions(precision, fp16)  # validated and timed (FP32 by default)
+    config = BenchConfig.resolve([model], runtimes=runtimes, precisions=wanted,
                                  batch_sizes=DEFAULT_BATCH_SIZES, duration_s=duration_s)
     if out_dir is not None:
         ExportDir(out_dir).check_replaceable()
     exported = export_onnx(model, out_dir=out_dir, fp16=True)
-    checked = validate(exported.path, batch_sizes=DEFAULT_BATCH_SIZES)
+    checked = validate(exported.path, batch_sizes=DEFAULT_BATCH_SIZES, precision=wanted)
     engine = build_fp16_engine(exported)
     # beside the export, not in it: an export folder holds only what its manifest lists
     bench_dir = bench_dir or exported.path.parent / "bench" / exported.path.name
@@ -101,8 +106,9 @@ def summary(result: PipelineResult) -> str:
     if warning := weights_warning(manifest.get("weights", {})):
         lines.append(f"- {warning}")
     lines += ["", "TensorRT engine (FP16): " + _engine_line(result.engine)]
-    lines += ["", f"Timing ({result.bench.runtime}, measured beside PaddleClas's published "
-              "T4 figures):", "", tables.markdown_table(result.bench.records, DEFAULT_TABLE),
+    lines += ["", f"Timing ({', '.join(result.bench.runtimes)}, measured beside PaddleClas's "
+              "published T4 figures):", "",
+              tables.markdown_table(result.bench.records, DEFAULT_TABLE),
               "", f"Bench files: {', '.join(str(p) for p in result.bench.files.values())}"]
     return "\n".join(lines)
 

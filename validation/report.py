@@ -47,6 +47,8 @@ class ReportContext:
     versions: Mapping[str, str] = field(default_factory=dict)
     target: str = ""  # export directory or model file
     warnings: tuple[str, ...] = ()  # degenerate reference, edited graph, ...
+    # What the reference predicts for each photograph: (photo, class name, probability)
+    predictions: tuple[tuple[str, str, float], ...] = ()
 
 
 def weights_warning(weights: Mapping[str, Any]) -> str | None:
@@ -128,6 +130,8 @@ def render_table(records: Sequence[ComparisonRecord],
         lines.append(f"{context.model}: reference {context.reference}"
                      + (f", {context.target}" if context.target else ""))
     lines.append(text_table([header, *rows], rule=True))
+    if context is not None and context.predictions:
+        lines.append(f"{context.reference} predicts: {_predictions(context)}")
     lines += [f"FAIL {line}" for line in _failure_lines(records)]
     lines += [f"WARNING {w}" for w in _warnings(context)]
     return "\n".join(lines) + "\n"
@@ -145,6 +149,8 @@ def render_markdown(records: Sequence[ComparisonRecord], context: ReportContext)
         lines.append(f"- Target: `{context.target}`")
     lines.append(f"- Weights: {_describe_mapping(context.weights) or 'not recorded'}")
     lines.append(f"- Inputs: {_describe_mapping(context.inputs) or 'not recorded'}")
+    if context.predictions:
+        lines.append(f"- Reference predictions: {_predictions(context)}")
     tolerances = sorted({r.result.tolerance.describe() for r in records})
     lines.append(f"- Tolerance: {'; '.join(tolerances) or 'none'}")
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -167,6 +173,8 @@ def report_dict(records: Sequence[ComparisonRecord], context: ReportContext) -> 
         "synthetic_weights": context.weights.get("kind") == "synthetic",
         "inputs": dict(context.inputs), "versions": dict(context.versions),
         "warnings": list(_warnings(context)),
+        "predictions": [{"input": name, "class": label, "probability": p}
+                        for name, label, p in context.predictions],
         "comparisons": [{**summary(r), "comparison": r.result.to_dict(),
                          "localization": (r.localization.to_dict() if r.localization else None)}
                         for r in records],
@@ -210,6 +218,10 @@ def _warnings(context: ReportContext | None) -> list[str]:
         return []
     synthetic = weights_warning(context.weights)
     return ([synthetic] if synthetic else []) + list(context.warnings)
+
+
+def _predictions(context: ReportContext) -> str:
+    return "; ".join(f"{name}: {label} ({p:.2f})" for name, label, p in context.predictions)
 
 
 def _describe_mapping(values: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from core.spec import BATCH_SIZES, LATENCY_TABLES, ModelSpec, Precision
-from exporter.specs import SPECS, get_spec
+from exporter.specs import SPECS
 from validation.timing import NOISY_CV
 
 MISSING = "-"
@@ -87,15 +87,17 @@ def markdown_table(records: Sequence[Record], table: str = "t4") -> str:
               *(f"{p.upper()} Batch Size={b} (ms)" for p, b in cols)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in models:
-        spec = get_spec(model)
+        spec = SPECS.get(model)  # None: a model brought by the user, without published figures
         for runtime in runtimes:
-            if not any((model, runtime, p, b) in latest for p, b in cols):
+            rows = [latest.get((model, runtime, p, b)) for p, b in cols]
+            if not any(rows):
                 continue
+            sizes = next(r for r in rows if r)  # a record says its crop and resize sizes
             label = model if len(runtimes) == 1 else f"{model} ({runtime})"
-            cells = [cell_text(latest.get((model, runtime, p, b)), published_ms(spec, table, p, b))
-                     for p, b in cols]
-            lines.append("| " + " | ".join([label, str(spec.crop_size), str(spec.resize_short),
-                                             *cells]) + " |")
+            cells = [cell_text(row, published_ms(spec, table, p, b) if spec else None)
+                     for row, (p, b) in zip(rows, cols)]
+            lines.append("| " + " | ".join([label, str(sizes["crop_size"]),
+                                             str(sizes["resize_short"]), *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -148,7 +150,7 @@ def markdown_report(doc: dict[str, Any]) -> str:
     runtimes = (runtime_summary(r["runtime_info"]) for r in records if r.get("runtime_info"))
     weights = (json.dumps(r["weights"], sort_keys=True) for r in records if r.get("weights"))
     parts = [
-        f"# crossrt bench: {doc['runtime']}, {table.upper()} layout\n",
+        f"# crossrt bench: {', '.join(doc['runtimes'])}, {table.upper()} layout\n",
         f"Median latency per batch (ms) measured on this machine, beside the published "
         f"{LATENCY_TABLES[table].title} figure and the ratio measured / published: "
         f"`measured (published, ×ratio)`; {MISSING} where not run, failed or not published.\n",

@@ -22,7 +22,8 @@ from core.graphs import read_onnx
 from core.layout import MANIFEST_FILE, ExportDir
 from core.log import log
 from core.spec import FP16, FP32, ModelSpec, Precision
-from exporter.specs import get_spec
+from exporter.inference_yml import is_inference_model, spec_from_folder
+from exporter.specs import get_spec, spec_of
 from runtimes.base import Runner
 from runtimes.factory import require_available, runner_class
 
@@ -43,6 +44,15 @@ class Participant:
     def label(self) -> str:
         return self.kind if self.precision == FP32 else f"{self.kind}-{self.precision}"
 
+    @classmethod
+    def parse(cls, label: str) -> tuple[str, Precision | None]:
+        """A runtime as the user names it: its kind, or a row label of a table
+        (``onnxruntime-fp16``): (kind, that precision or None)."""
+        kind, _, suffix = label.rpartition("-")
+        if kind and suffix in set(Precision):
+            return kind, Precision(suffix)
+        return label, None
+
     def open(self, export_dir: Path, **options: Any) -> Runner:
         """Its runner on the export (activate it with ``with``)."""
         log.info(f"loading {self.label}")
@@ -51,32 +61,54 @@ class Participant:
 
 
 def choose_reference(reference: str | None) -> Participant:
-    """``reference``, available here; by default the most preferred runner that is
-    (``reference_rank``: Paddle Inference, else ONNX Runtime CPU FP32)."""
+    """``reference`` (a kind or a row label), available here; by default the most preferred
+    runner that is (``reference_rank``: Paddle Inference, else ONNX Runtime CPU FP32)."""
     if reference is None:
         ranked = runtimes.preferred("reference_rank")
         reference = next((k for k in ranked if runtimes.is_available(k)[0]), ranked[-1])
-    return Participant(require_available(reference))
+    kind, precision = Participant.parse(reference)
+    return _participant(require_available(kind), precision or FP32)
+
+
+def precisions(precision: Sequence[str] | None, fp16: bool) -> tuple[Precision, ...]:
+    """What ``--precision`` and ``--fp16`` ask for, as everywhere in crossrt: the precisions
+    named, else FP32, with FP16 added by ``--fp16``."""
+    try:
+        chosen = [Precision.parse(p) for p in precision or (FP32,)]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return tuple(dict.fromkeys([*chosen, *((FP16,) if fp16 else ())]))
 
 
 def participants(requested: Sequence[str] | None, reference: Participant,
-                 fp16: bool) -> list[Participant]:
-    """The runtimes beside the reference: ``requested`` (each must be available here), else
-    every one available here; with ``fp16`` also each whose runner runs FP16 (the FP16 graph,
-    or engine)."""
-    if requested is not None:
-        kinds = [require_available(kind) for kind in dict.fromkeys(requested)]
-    else:
-        kinds = [k for k in runtimes.RUNNER_KINDS if runtimes.is_available(k)[0]]
-    chosen = [Participant(k) for k in kinds if Participant(k) != reference]
-    if fp16:
-        chosen += [Participant(k, FP16) for k in kinds if runner_class(k).runs_fp16]
-    return chosen
+                 wanted: Sequence[Precision] = (FP32,)) -> list[Participant]:
+    """The runtimes beside the reference: ``requested`` (kinds, each available here, or row
+    labels such as ``onnxruntime-fp16``), else every one available here; each at every
+    ``wanted`` precision its runner runs (FP16: the FP16 graph, or engine)."""
+    named = [Participant.parse(label) for label in dict.fromkeys(requested or ())]
+    if requested is None:
+        named = [(k, None) for k in runtimes.RUNNER_KINDS if runtimes.is_available(k)[0]]
+    for kind, _ in named:
+        require_available(kind)
+    chosen = [Participant(kind, each) for each in wanted for kind, precision in named
+              if precision is None and (each == FP32 or runner_class(kind).runs_fp16)]
+    chosen += [_participant(kind, precision) for kind, precision in named if precision]
+    return [p for p in dict.fromkeys(chosen) if p != reference]
+
+
+def _participant(kind: str, precision: Precision) -> Participant:
+    if precision == FP16 and not runner_class(kind).runs_fp16:
+        able = [k for k in runtimes.RUNNER_KINDS if runner_class(k).runs_fp16]
+        raise UsageError(f"runtime {kind} does not run FP16 graphs (those that do: "
+                         f"{', '.join(able)})")
+    return Participant(kind, precision)
 
 
 def existing_export(target: str | Path) -> ExportDir | None:
-    """The export folder ``target`` names, or None for a model name (whose folder may not
-    exist yet); a path that is not an export is refused."""
+    """The export folder ``target`` names, or None for a model name or a Paddle inference model
+    folder (exported on first use); a path that is neither is refused."""
+    if is_inference_model(target):
+        return None
     folder = ExportDir(target)
     if not folder.path.exists() and _looks_like_path(str(target)):
         raise UsageError(f"export folder {target} does not exist; export one with crossrt "
@@ -91,7 +123,9 @@ def target_spec(target: str | Path) -> ModelSpec:
     """The model ``target`` holds, known before anything is exported (so that every input
     is checked first): its manifest's, or the registry's for a model name."""
     folder = existing_export(target)
-    return get_spec(folder.manifest()["model"] if folder else str(target))
+    if folder is not None:
+        return spec_of(folder.manifest())
+    return spec_from_folder(target) if is_inference_model(target) else get_spec(str(target))
 
 
 def target_files(target: str | Path) -> list[Path]:
@@ -108,7 +142,7 @@ def resolve_target(target: str | Path, fp16: bool) -> tuple[Path, dict[str, Any]
     weights), exported first when it does not."""
     from exporter.export import default_export
 
-    folder = existing_export(target) or ExportDir(default_export(str(target), fp16=fp16))
+    folder = existing_export(target) or ExportDir(default_export(target, fp16=fp16))
     manifest = folder.manifest()
     if fp16 and not folder.onnx_path(fp16=True).is_file():
         raise UsageError(f"{folder.path} has no {folder.onnx_path(fp16=True).name}; export it "

@@ -17,7 +17,13 @@ import numpy as np
 
 import runtimes
 from core import files, limits
-from core.compare import Tolerance, compare_outputs, degenerate_reference, tolerance_for
+from core.compare import (
+    Tolerance,
+    compare_outputs,
+    degenerate_reference,
+    softmax,
+    tolerance_for,
+)
 from core.errors import UsageError
 from core.layout import ExportDir
 from core.log import log
@@ -29,6 +35,7 @@ from validation.targets import (
     Participant,
     choose_reference,
     participants,
+    precisions,
     resolve_target,
     target_files,
     target_spec,
@@ -64,12 +71,13 @@ class ValidationRequest:
     seed: int = 0
     save_outputs: Path | None = None
     load_outputs: tuple[Path, ...] = ()
-    fp16: bool = False
+    fp16: bool = False  # also FP16 (the FP16 graph, or engine): precision plus FP16
+    precision: tuple[str, ...] | None = None  # these precisions (None: FP32)
     localize: bool | None = None
     force: bool = False  # replace an existing --save-outputs file that crossrt did not write
 
     def __post_init__(self) -> None:  # lists and strings from callers become the typed fields
-        for name, kind in (("runtimes", tuple), ("batch_sizes", tuple)):
+        for name, kind in (("runtimes", tuple), ("batch_sizes", tuple), ("precision", tuple)):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, kind(getattr(self, name)))
         for name in ("images", "save_outputs"):
@@ -132,13 +140,14 @@ def validate(request: ValidationRequest | str | Path, **options: Any) -> Validat
         request = ValidationRequest(request, **options)
     request.check()
     ref = choose_reference(request.reference)
-    chosen = participants(request.runtimes, ref, request.fp16)
+    wanted = precisions(request.precision, request.fp16)
+    chosen = participants(request.runtimes, ref, wanted)
     if not chosen and not request.load_outputs:
         raise UsageError(_NOTHING_TO_COMPARE)
     spec = target_spec(request.target)  # every input is read before anything is exported
     names, feeds = _feeds(spec, request)
     loaded = [_load_saved(path, spec) for path in request.load_outputs]
-    export_dir, manifest, warnings = resolve_target(request.target, request.fp16)
+    export_dir, manifest, warnings = resolve_target(request.target, FP16 in wanted)
     outputs = {p: _run(p, export_dir, feeds) for p in [ref, *chosen]}
     reference_out = {bs: _concat(runs, len(names)) for bs, runs in outputs[ref].items()}
     if (warning := degenerate_reference(reference_out[min(feeds)])) is not None:
@@ -157,8 +166,22 @@ def validate(request: ValidationRequest | str | Path, **options: Any) -> Validat
         inputs={"photos": [n for n in names if not n.startswith("random:")],
                 "images": str(request.images) if request.images else "bundled (scikit-image)",
                 "random": request.random, "seed": request.seed, "batch_sizes": sorted(feeds)},
-        versions=runtimes.tool_versions(), target=str(export_dir), warnings=tuple(warnings))
+        versions=runtimes.tool_versions(), target=str(export_dir), warnings=tuple(warnings),
+        predictions=_predictions(spec, names, reference_out[min(feeds)]))
     return ValidationRun(tuple(records), context, saved)
+
+
+def _predictions(spec: ModelSpec, names: list[str],
+                 outputs: dict[str, np.ndarray]) -> tuple[tuple[str, str, float], ...]:
+    """The reference's top-1 class of each photograph, by name, with its probability (a
+    softmax of logits)."""
+    scores = outputs.get(spec.output_name)
+    if scores is None or scores.ndim != 2 or scores.shape[1] != spec.num_classes:
+        return ()
+    probabilities = scores if spec.output_name == "probabilities" else softmax(scores)
+    classes = spec.class_names()
+    return tuple((name, classes[int(row.argmax())], float(row.max()))
+                 for name, row in zip(names, probabilities) if not name.startswith("random:"))
 
 
 def _feeds(spec: ModelSpec, request: ValidationRequest) -> tuple[list[str], Feeds]:

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from core.labels import IMAGENET_1K
 from core.spec import ModelSpec, Published
 from exporter.family import CountingRule
 
@@ -39,7 +40,8 @@ def short_name(model: str) -> str:
     return model.replace("EfficientNet", "")
 
 
-_model = functools.partial(ModelSpec, family=FAMILY, export_tolerance=EXPORT_TOLERANCE)
+_model = functools.partial(ModelSpec, family=FAMILY, export_tolerance=EXPORT_TOLERANCE,
+                           label_set=IMAGENET_1K)
 
 MODELS: tuple[ModelSpec, ...] = (
     _model(name="EfficientNetB0", builder_args=(("variant", "b0"),),
