@@ -372,8 +372,10 @@ def _accuracy_args(parser: argparse.ArgumentParser) -> None:
     from validation.accuracy import DEFAULT_BATCH_SIZE
 
     _runtime_args(parser)
-    parser.add_argument("--dataset", required=True, metavar="DIR", help="one folder per class "
-                        "(class index = sorted folder order), or the root of --labels' paths")
+    parser.add_argument("--dataset", required=True, metavar="DIR", help="one folder per class, "
+                        "named after it (a class name, an ImageNet synset such as n01440764, "
+                        "or its index; any subset of classes), else taken in sorted order; or "
+                        "the root of --labels' paths")
     parser.add_argument("--labels", metavar="FILE", help="PaddleClas list file: one "
                         "'relative/path label' per line (e.g. val_list.txt)")
     parser.add_argument("--batch-size", type=int, metavar="N",
@@ -419,7 +421,7 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
 
     method = Method()
     parser.add_argument("models", nargs="*", metavar="MODEL", help="models to time: "
-                        f"{TARGET_HELP}s")
+                        f"each {TARGET_HELP}")
     parser.add_argument("--all", action="store_true", help="every model of the zoo")
     _runtimes_arg(parser, "runtimes to time (default: the best available; precisions: the "
                   "table's)")

@@ -356,8 +356,9 @@ def _finished(spec: ModelSpec, reference: np.ndarray) -> ModelSpec:
     if not spec.custom:
         return spec
     classes = reference.shape[1]
-    if spec.labels and len(spec.labels) != classes:
-        raise UsageError(f"{spec.name}: inference.yml's label list names {len(spec.labels)} "
+    named = len(spec.class_names()) if spec.labels or spec.label_set else classes
+    if named != classes:
+        raise UsageError(f"{spec.name}: inference.yml's label list names {named} "
                          f"classes but the program gives {classes}; fix "
                          "PostProcess.Topk.label_list")
     softmax = bool(np.all(reference >= 0) and np.allclose(reference.sum(axis=1), 1, atol=1e-3))

@@ -23,6 +23,7 @@ from typing import Any
 
 from core import limits
 from core.errors import UsageError
+from core.labels import IMAGENET_1K
 from core.layout import find_paddle_program
 from core.spec import CUSTOM, DEFAULT_SCALE, INTERPOLATIONS, PIL_INTERPOLATIONS, ModelSpec
 
@@ -59,6 +60,8 @@ def spec_from_folder(folder: str | Path) -> ModelSpec:
         raise UsageError(f"{folder / YML}: ResizeImage.resize_short without a CropImage gives "
                          "inputs of every size; crossrt needs a fixed input (add a CropImage)")
     labels = _labels(folder, config)
+    label_set = labels if isinstance(labels, str) else None
+    names = () if isinstance(labels, str) else labels
     input_name, input_side = _program_input(program)
     if input_side is not None and input_side != side:
         raise UsageError(f"{folder / YML}: the preprocessing gives {side}x{side} inputs but "
@@ -73,7 +76,8 @@ def spec_from_folder(folder: str | Path) -> ModelSpec:
         interpolation=interpolation, resize_backend=backend, scale=_scale(normalize),
         mean=_triple("NormalizeImage.mean", normalize.get("mean", (0.485, 0.456, 0.406))),
         std=_triple("NormalizeImage.std", normalize.get("std", (0.229, 0.224, 0.225))),
-        input_name=input_name, labels=labels, num_classes=len(labels) or 1000)
+        input_name=input_name, labels=names, label_set=label_set,
+        num_classes=len(names) or 1000)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -215,9 +219,9 @@ def _triple(key: str, value: Any) -> tuple[float, float, float]:
     return a, b, c
 
 
-def _labels(folder: Path, config: dict[str, Any]) -> tuple[str, ...]:
-    """PostProcess.Topk's label_list, or the lines of its class_id_map_file (``id name``);
-    none: classes are known by index only."""
+def _labels(folder: Path, config: dict[str, Any]) -> tuple[str, ...] | str:
+    """PostProcess.Topk's label_list, or the lines of its class_id_map_file (``id name``), or
+    the name of the bundled list it names; none: classes are known by index only."""
     post = config.get("PostProcess")
     topk = post.get("Topk") if isinstance(post, dict) else None
     if not isinstance(topk, dict):
@@ -230,6 +234,8 @@ def _labels(folder: Path, config: dict[str, Any]) -> tuple[str, ...]:
         return tuple(str(name) for name in names)
     if "class_id_map_file" in topk:
         path = folder / str(topk["class_id_map_file"])
+        if not path.is_file() and path.name == "imagenet1k_label_list.txt":
+            return IMAGENET_1K  # PaddleClas's own list, which its exports point to unshipped
         if not path.is_file():
             raise UsageError(f"{YML}: PostProcess.Topk.class_id_map_file {path} does not exist; "
                              "put the label file there or give PostProcess.Topk.label_list")

@@ -349,3 +349,33 @@ def test_a_list_file_with_a_byte_order_mark_reads_as_without(tmp_path):
     (tmp_path / "list.txt").write_bytes("\ufeffa.jpg 3\n".encode())
     data = load_dataset(tmp_path, tmp_path / "list.txt", num_classes=10)
     assert [(s.path, s.label) for s in data.samples] == [("a.jpg", 3)]
+
+
+def test_class_folders_named_by_synset_class_name_or_index_any_subset(tmp_path):
+    """ImageNette-style folders: a few synsets (n01440764 is tench, class 0), or class names
+    (whole or their first part), mapped through the label list, whatever their sorted order."""
+    from core.labels import IMAGENET_1K, imagenet_synsets, label_set
+
+    names = label_set(IMAGENET_1K)
+    layouts = {"synsets": ["n03888257", "n01440764", "n02102040"],  # 701, 0, 217
+               "names": ["parachute, chute", "tench", "English springer, English springer "
+                         "spaniel"],
+               "indices": ["701", "0", "217"]}
+    for layout, folders in layouts.items():
+        root = tmp_path / layout
+        for folder in folders:
+            (root / folder).mkdir(parents=True)
+            (root / folder / "a.jpg").write_bytes(b"x")
+        data = load_dataset(root, num_classes=1000, class_names=names,
+                            synsets=imagenet_synsets())
+        assert sorted(s.label for s in data.samples) == [0, 217, 701], layout
+        assert {Path(s.path).parent.name: s.label for s in data.samples}[folders[0]] == 701
+    (tmp_path / "synsets" / "n99999999").mkdir()  # a folder that names no class
+    with pytest.raises(UsageError, match="class folder 'n99999999' names no class"):
+        load_dataset(tmp_path / "synsets", num_classes=1000, class_names=names,
+                     synsets=imagenet_synsets())
+    (tmp_path / "synsets" / "n99999999").rmdir()
+    (tmp_path / "synsets" / "tench").mkdir()  # tench twice
+    with pytest.raises(UsageError, match="two folders of one class"):
+        load_dataset(tmp_path / "synsets", num_classes=1000, class_names=names,
+                     synsets=imagenet_synsets())
