@@ -141,10 +141,13 @@ def _table(rows: list[tuple[Any, ...]]) -> str:
 def _export_args(parser: argparse.ArgumentParser) -> None:
     from exporter.export import DEFAULT_OPSET, OPSETS
 
-    parser.add_argument("model", help="a model name from `crossrt zoo` (e.g. EfficientNetB7)")
+    parser.add_argument("model", help="a model name from `crossrt zoo` (e.g. EfficientNetB7), "
+                        "or the folder of a Paddle inference model with its inference.yml")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", metavar="CKPT", help="a PaddleClas *_pretrained.pdparams "
                         "checkpoint (default: deterministic synthetic weights)")
+    source.add_argument("--pretrained", action="store_true", help="PaddleClas's official "
+                        "weights, downloaded once into $CROSSRT_HOME (default ~/.cache/crossrt)")
     source.add_argument("--paddle-model", metavar="PATH", help="an existing Paddle inference "
                         "model: inference.json / legacy inference.pdmodel, or its folder")
     parser.add_argument("--out", metavar="DIR", help="export folder (default artifacts/MODEL)")
@@ -164,7 +167,8 @@ def _export(args: argparse.Namespace) -> int:
 
     result = export_onnx(args.model, weights=args.weights, paddle_model=args.paddle_model,
                          out_dir=args.out, opset=args.opset, fp16=args.fp16,
-                         simplify=not args.no_simplify, force=args.force, seed=args.seed)
+                         simplify=not args.no_simplify, force=args.force, seed=args.seed,
+                         pretrained=args.pretrained)
     _out(_export_summary(result))
     return 0
 
@@ -173,7 +177,8 @@ def _export_summary(result: Any) -> str:
     manifest = result.manifest
     check = manifest["check"]
     lines = [f"{manifest['model']} -> {result.path}" + (" (reused)" if result.reused else ""),
-             f"  weights: {manifest['weights'].get('kind')}",
+             f"  weights: {manifest['weights'].get('kind')}"
+             + (f" from {manifest['weights']['url']}" if manifest["weights"].get("url") else ""),
              f"  nodes: {manifest['nodes']}",
              f"  ONNX Runtime vs Paddle: max abs error {check['max_abs_error']:.3g} "
              f"(allowed {check['tolerance']:.3g}), top-1 agreement {check['top1_agreement']:.0%}"]
@@ -259,8 +264,8 @@ def _build_engine(args: argparse.Namespace) -> int:
 
 # --- validate and accuracy -------------------------------------------------------------
 
-TARGET_HELP = ("an export folder (from export-onnx), a model name, or a Paddle inference "
-               "model's folder (exported on first use)")
+TARGET_HELP = ("an export folder (from export-onnx), a model name, a Paddle inference "
+               "model's folder (exported on first use), or a bare .onnx file or engine plan")
 
 
 def _runtimes_arg(parser: argparse.ArgumentParser, what: str) -> None:
@@ -284,7 +289,11 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
     _runtimes_arg(parser, "runtimes beside the reference (default: every one available here; "
                   "precision FP32)")
     parser.add_argument("--reference", help="reference runtime (default paddle, else "
-                        "onnxruntime)")
+                        "onnxruntime; for a bare file, the first runtime that runs it)")
+    parser.add_argument("--spec", metavar="MODEL", help="a bare file's preprocessing: a model "
+                        "name, an export folder, a Paddle inference model's folder or an "
+                        "inference.yml (default: the export it lies in, or an inference.yml "
+                        "beside it)")
 
 
 def _report_args(parser: argparse.ArgumentParser) -> None:
@@ -338,10 +347,17 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
                         help="also N seeded random inputs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     _report_args(parser)
-    parser.add_argument("--save-outputs", metavar="PATH", help="save every runtime's inputs "
-                        "and outputs (Polygraphy RunResults JSON)")
+    parser.add_argument("--save-outputs", metavar="PATH", help="save every runtime's outputs "
+                        "(Polygraphy RunResults JSON) and, beside it as PATH.inputs.json, the "
+                        "inputs (for polygraphy run --load-inputs)")
     parser.add_argument("--load-outputs", metavar="PATH", nargs="+", default=[],
                         help="saved outputs (or an export's reference.npz) to compare too")
+    parser.add_argument("--load-inputs", metavar="PATH", help="the inputs, from Polygraphy "
+                        "inputs JSON (polygraphy run --save-inputs; --save-outputs writes one)")
+    parser.add_argument("--compare", metavar="FILE", nargs="+", default=[],
+                        help="other .onnx files or engine plans, run on the same inputs")
+    parser.add_argument("--shapes", metavar="NAME:1x3xSxS", help="a bare file's input where "
+                        "its height and width are dynamic")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--localize", dest="localize", action="store_true", default=None,
                        help="localise even when everything passes")

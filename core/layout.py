@@ -44,6 +44,7 @@ def engine_name(onnx_name: str, fp16: bool = False) -> str:
     stem = onnx_name.removesuffix(".onnx").removesuffix(".fp16")
     return f"{stem}.fp16.engine" if fp16 else f"{stem}.engine"
 
+PLAN_SUFFIXES = (".engine", ".plan", ".trt")  # TensorRT plans, as build-engine/trtexec save them
 PADDLE_PROGRAM_STEM = "inference"  # what paddle.jit.save writes: inference.json + .pdiparams
 PADDLE_PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDesc
 PADDLE_PARAMS_SUFFIX = ".pdiparams"

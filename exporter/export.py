@@ -47,6 +47,7 @@ from core.errors import (
     ExportError,
     Terminated,
     UsageError,
+    WeightsError,
     first_line,
 )
 from core.layout import (
@@ -64,6 +65,7 @@ from core.log import log
 from core.preprocess import photo_batch, random_inputs
 from core.spec import ModelSpec
 from exporter import inference_yml
+from exporter.pretrained import fetch_pretrained, forget
 from exporter.specs import get_spec
 
 if TYPE_CHECKING:
@@ -107,14 +109,17 @@ def default_export(model: str | Path, *, fp16: bool = False) -> Path:
 def export_onnx(model: str | Path, *, weights: str | Path | None = None,
                 paddle_model: str | Path | None = None, out_dir: str | Path | None = None,
                 opset: int = DEFAULT_OPSET, fp16: bool = False, simplify: bool = True,
-                force: bool = False, seed: int = 0,
+                force: bool = False, seed: int = 0, pretrained: bool = False,
                 ) -> ExportResult:
     """Export ``model`` to ONNX: a registry name, or a folder holding a Paddle inference model
-    and its ``inference.yml`` (any PaddleClas/PaddleX classifier); reuse an identical export."""
+    and its ``inference.yml`` (any PaddleClas/PaddleX classifier); reuse an identical export.
+    ``pretrained``: PaddleClas's official weights, downloaded once (exporter.pretrained)."""
     brought = inference_yml.is_inference_model(model)
-    if brought and (weights is not None or paddle_model is not None):
-        raise UsageError(f"{model} is a Paddle inference model already: leave out --weights "
-                         "and --paddle-model")
+    if brought and (weights is not None or paddle_model is not None or pretrained):
+        raise UsageError(f"{model} is a Paddle inference model already: leave out --weights, "
+                         "--pretrained and --paddle-model")
+    if pretrained and (weights is not None or paddle_model is not None):
+        raise UsageError("give one of --pretrained, --weights and --paddle-model")
     spec = inference_yml.spec_from_folder(model) if brought else get_spec(str(model))
     if brought:
         paddle_model = model
@@ -132,10 +137,15 @@ def export_onnx(model: str | Path, *, weights: str | Path | None = None,
     folder.check_replaceable()
     _check_inputs_outside(out, [("--weights", weights), *(
         ("--paddle-model", path) for path in program_files or ())])
+    official = None
+    if pretrained:  # every other input is checked first: a bad flag costs no download
+        official = fetch_pretrained(spec)
+        weights = official.path
     request = {
         "model": spec.name, "opset": opset, "fp16": fp16, "simplify": simplify,
         "crossrt": provenance.installed_versions(("crossrt",)).get("crossrt", "dev"),
-        "weights": ({"kind": "checkpoint", "sha256": provenance.sha256_file(weights)}
+        "weights": (official.record() if official is not None else
+                    {"kind": "checkpoint", "sha256": provenance.sha256_file(weights)}
                     if weights is not None else
                     {"kind": "paddle-model",
                      "sha256": [provenance.sha256_file(f) for f in program_files
@@ -147,8 +157,16 @@ def export_onnx(model: str | Path, *, weights: str | Path | None = None,
             log.info(f"reusing {out} (same request; --force to export again)")
             return ExportResult(out, manifest, reused=True)
         with folder.staging() as stage, _terminate_as_interrupt():
-            manifest = _build(stage, spec, request, weights=weights, program_files=program_files,
-                              seed=seed)
+            try:
+                manifest = _build(stage, spec, request, weights=weights,
+                                  program_files=program_files, seed=seed)
+            except WeightsError as error:
+                if official is None:
+                    raise
+                forget(official)  # a damaged download: the next run fetches it again
+                raise WeightsError(f"{error} (the download of {official.url} did not load: "
+                                   "removed from the cache; run again to download it anew)"
+                                   ) from None
             folder.publish(stage)
     return ExportResult(out, manifest, reused=False)
 
@@ -332,7 +350,9 @@ def _build(stage: Path, spec: ModelSpec, request: dict[str, Any], *, weights: st
                           f"{check['max_abs_error']:.3g} (allowed {check['tolerance']:.3g}); "
                           "the export was not written")
     manifest = {
-        "model": spec.name, "request": request, "weights": source.weights,
+        "model": spec.name, "request": request,
+        "weights": {**source.weights, **{key: value for key, value in request["weights"].items()
+                                         if key in ("source", "url", "bytes")}},
         "opset": request["opset"], "ir_version": converted.graph.ir_version,
         "inputs": [graphs.io_record(v) for v in converted.graph.graph.input],
         "outputs": [graphs.io_record(v) for v in converted.graph.graph.output],

@@ -18,6 +18,9 @@ from core.spec import ModelSpec
 if TYPE_CHECKING:
     from paddle import nn
 
+# Where PaddleClas keeps its official dygraph checkpoints (``<model>_pretrained.pdparams``)
+DYGRAPH = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
+
 # An op of a static program -> (table params, table FLOPs, plain MACs); see exporter.counting
 CountingRule = Callable[[Any], tuple[float, float, int]]
 
@@ -44,6 +47,12 @@ class ModelFamily(Protocol):
     def PADDLECLAS_MODULE(self) -> str:
         """``ppcls.arch.backbone.model_zoo.<this>``: where scripts/paddleclas_fixtures.py finds
         PaddleClas's own network to record the reference keys and logits."""
+        ...
+
+    @property
+    def MODEL_URLS(self) -> Mapping[str, str]:
+        """Model -> its official ``*_pretrained.pdparams``, as PaddleClas's model_zoo code (or,
+        where the code has none, its model-zoo page) declares it: ``--pretrained``."""
         ...
 
     @property

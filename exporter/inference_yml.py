@@ -48,8 +48,18 @@ def spec_from_folder(folder: str | Path) -> ModelSpec:
     """The spec of the Paddle inference model in ``folder`` (its preprocessing, classes and
     input), from its ``inference.yml`` and its program; bad or unknown entries are refused."""
     folder = Path(folder)
-    config = _read(folder / YML)
     program = find_paddle_program(folder)
+    input_name, input_side = _program_input(program)
+    return spec_from_yml(folder / YML, input_name=input_name, input_side=input_side,
+                         input_of=program.name)
+
+
+def spec_from_yml(path: str | Path, *, input_name: str = "x", input_side: int | None = None,
+                  input_of: str = "the model") -> ModelSpec:
+    """The spec an ``inference.yml`` describes, for a model whose input is ``input_name`` of
+    side ``input_side`` (None: any); its label file is looked up beside it."""
+    path = Path(path)
+    config = _read(path)
     steps = _steps(config)
     resize = steps.get("ResizeImage") or {}
     crop = steps.get("CropImage")
@@ -57,21 +67,20 @@ def spec_from_folder(folder: str | Path) -> ModelSpec:
     resize_short, resize_to = _resize(resize)
     side = _square("CropImage.size", crop.get("size", 224)) if crop is not None else resize_to
     if side is None:
-        raise UsageError(f"{folder / YML}: ResizeImage.resize_short without a CropImage gives "
+        raise UsageError(f"{path}: ResizeImage.resize_short without a CropImage gives "
                          "inputs of every size; crossrt needs a fixed input (add a CropImage)")
-    labels = _labels(folder, config)
+    labels = _labels(path.parent, config)
     label_set = labels if isinstance(labels, str) else None
     names = () if isinstance(labels, str) else labels
-    input_name, input_side = _program_input(program)
     if input_side is not None and input_side != side:
-        raise UsageError(f"{folder / YML}: the preprocessing gives {side}x{side} inputs but "
-                         f"{program.name} takes {input_side}x{input_side}; fix CropImage.size "
+        raise UsageError(f"{path}: the preprocessing gives {side}x{side} inputs but "
+                         f"{input_of} takes {input_side}x{input_side}; fix CropImage.size "
                          "(or ResizeImage.size)")
     global_section = config.get("Global") or {}
     name = global_section.get("model_name") if isinstance(global_section, dict) else None
     interpolation, backend = _interpolation(resize)
     return ModelSpec(
-        name=str(name or folder.resolve().name), family=CUSTOM, crop_size=side,
+        name=str(name or path.resolve().parent.name), family=CUSTOM, crop_size=side,
         resize_short=resize_short, resize_to=resize_to, export_tolerance=EXPORT_TOLERANCE,
         interpolation=interpolation, resize_backend=backend, scale=_scale(normalize),
         mean=_triple("NormalizeImage.mean", normalize.get("mean", (0.485, 0.456, 0.406))),

@@ -93,6 +93,7 @@ class Runner(BaseRunner):
     distributions: ClassVar[tuple[str, ...]] = ()  # pip names that carry its version
     localizable: ClassVar[bool] = False  # runs an ONNX graph whose tensors can be marked
     has_fp16_graph: ClassVar[bool] = False  # fp16=True runs another (FP16) model file
+    model_suffixes: ClassVar[tuple[str, ...]] = (".onnx",)  # the model files it runs as given
     runs_fp16: ClassVar[bool] = False  # validate --fp16 adds it at FP16 (option fp16=True)
     # The ONNX graph as written, on the CPU in FP32: what the other runtimes' runs of the same
     # graph are localised against, and the runtime that tells whether the graph itself departs
@@ -135,6 +136,9 @@ class Runner(BaseRunner):
         if not target.exists():
             raise UsageError(f"{target} does not exist: give a model file or an export directory")
         if not target.is_dir():
+            if target.suffix.lower() not in cls.model_suffixes:
+                raise UsageError(f"runtime {cls.kind} does not run {target.name} (it runs "
+                                 f"{', '.join(cls.model_suffixes)} files)")
             return target
         chosen = cls.export_file(ExportDir(target), fp16)
         if not chosen.is_file():

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from core.errors import DependencyError, UsageError, first_line
+from core.layout import PADDLE_PROGRAM_SUFFIXES
 from core.spec import BATCH_SIZES, FP16, FP32
 from runtimes.base import InputSpec, Runner
 from runtimes.probe import cpu_name, gpus, spec_dirs, version
@@ -104,6 +105,7 @@ class PaddleRunner(Runner):
     ``.pdiparams``)."""
 
     kind: ClassVar[str] = "paddle"
+    model_suffixes: ClassVar[tuple[str, ...]] = PADDLE_PROGRAM_SUFFIXES
     description: ClassVar[str] = ("Paddle Inference on the exported Paddle program (CPU oneDNN; "
                                   "GPU + Paddle-TRT)")
     title: ClassVar[str] = "Paddle Inference"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from core.errors import RuntimeFault, UsageError
+from core.layout import PLAN_SUFFIXES
 from runtimes.base import InputSpec, Runner
 from runtimes.engine_info import check_loadable, read_sidecar
 from runtimes.probe import gpus
@@ -131,6 +132,8 @@ class TensorRTRunner(Runner):
     title: ClassVar[str] = "TensorRT"
     distributions: ClassVar[tuple[str, ...]] = TENSORRT.distributions + TENSORRT_RTX.distributions
     runs_fp16: ClassVar[bool] = True  # the FP16 engine
+    # A plan (build-engine --saveEngine, trtexec --saveEngine), or a graph built on first use
+    model_suffixes: ClassVar[tuple[str, ...]] = PLAN_SUFFIXES + (".onnx",)
     timing_rank: ClassVar[int | None] = 0
     defaults: ClassVar[dict[str, Any]] = {"fp16": False, "cuda_graph": False}
 
@@ -160,6 +163,16 @@ class TensorRTRunner(Runner):
             raise UsageError(f"{export.onnx_path()} is missing: export it with crossrt "
                              "export-onnx MODEL")
         return ensure_engine(export.onnx_path(), fp16)[0]
+
+    @classmethod
+    def target_file(cls, target: Path, fp16: bool = False) -> Path:
+        """A plan as it is; a bare ONNX graph's engine, built beside it on first use."""
+        chosen = super().target_file(target, fp16)
+        if target.is_dir() or chosen.suffix.lower() != ".onnx":
+            return chosen
+        from runtimes.engine import ensure_engine
+
+        return ensure_engine(chosen, fp16)[0]
 
     @classmethod
     def details(cls) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -23,10 +25,13 @@ import yaml
 from PIL import Image
 
 import crossrt
+import runtimes
 from core.layout import ExportDir
 from core.preprocess import bundled_photos, preprocess
 from exporter.inference_yml import spec_from_folder
 from exporter.specs import spec_of
+from runtimes.trt_backends import TENSORRT_RTX
+from validation.artifacts import bare_file
 
 pytestmark = pytest.mark.slow  # each export runs Paddle, paddle2onnx and onnxsim for real
 
@@ -224,3 +229,130 @@ def test_a_legacy_yml_pointing_to_paddleclas_unshipped_label_file(flowers, tmp_p
     spec = spec_from_folder(legacy)
     assert (spec.name, spec.num_classes, spec.labels) == ("legacy", 1000, ())
     assert spec.class_names()[0] == "tench, Tinca tinca" and len(spec.class_names()) == 1000
+
+
+# --- bare files: an .onnx graph or an engine plan as the target -----------------------------
+
+def bare_copy(export: Path, folder: Path) -> tuple[Path, Path]:
+    """The export's two graphs copied where no manifest or inference.yml says what they are."""
+    folder.mkdir()
+    return (Path(shutil.copy(export / "model.onnx", folder / "flowers.onnx")),
+            Path(shutil.copy(export / "model.fp16.onnx", folder / "flowers.fp16.onnx")))
+
+
+def test_a_bare_onnx_file_against_another_then_replayed_by_polygraphy(flowers, tmp_path, capsys):
+    _, export = flowers
+    fp32, fp16 = bare_copy(export, tmp_path / "bare")
+    saved, report = tmp_path / "outs.json", tmp_path / "report.json"
+    code = crossrt.main(["validate", str(fp32), "--compare", str(fp16), "--save-outputs",
+                         str(saved), "--json", str(report)])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(report.read_text())
+    assert [(c["runtime"], c["passed"]) for c in data["comparisons"]] == \
+        [("onnxruntime-fp16 (flowers.fp16.onnx)", True)] * 2  # FP16 weights: FP16 tolerances
+    assert data["reference"] == "onnxruntime" and data["weights"]["kind"] == "file"
+    assert any("preprocessing unknown" in w and "8 random inputs only" in w
+               for w in data["warnings"])
+    # the inputs beside the outputs: Polygraphy replays them and agrees
+    inputs = tmp_path / "outs.inputs.json"
+    from polygraphy.json import load_json
+
+    feeds = load_json(str(inputs))
+    assert [feed["x"].shape for feed in feeds] == [(1, 3, 64, 64)] * 8 + [(4, 3, 64, 64)] * 2
+    ours = onnx_outputs(export, np.concatenate([f["x"] for f in feeds[:8]]))
+    from validation.results import load_results
+
+    np.testing.assert_array_equal(np.concatenate(
+        [o["probabilities"] for o in load_results(saved).run("onnxruntime").outputs[:8]]), ours)
+    polygraphy = Path(sys.executable).with_name("polygraphy")  # its console script
+    done = subprocess.run([str(polygraphy), "run", str(fp32), "--onnxrt",
+                           "--load-inputs", str(inputs), "--load-outputs", str(saved),
+                           "--atol", "1e-3", "--rtol", "1e-3"], capture_output=True, text=True)
+    assert done.returncode == 0 and "PASSED" in done.stdout + done.stderr, done.stdout[-2000:]
+    # and crossrt reads them back as the inputs
+    code = crossrt.main(["validate", str(fp32), "--load-inputs", str(inputs), "--compare",
+                         str(fp16), "--json", str(report)])
+    data = json.loads(report.read_text())
+    assert code == 0 and data["comparisons"][0]["top1_samples"] == 8 + 2 * 4
+    assert not any("preprocessing unknown" in w for w in data["warnings"])
+
+
+def test_a_bare_file_fed_photographs_through_spec(flowers, tmp_path, capsys):
+    model, export = flowers
+    fp32, fp16 = bare_copy(export, tmp_path / "bare")
+    report = tmp_path / "report.json"
+    code = crossrt.main(["validate", str(fp32), "--spec", str(model / "inference.yml"),
+                         "--compare", str(fp16), "--json", str(report)])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(report.read_text())
+    assert [p["input"] for p in data["predictions"]] == [n for n, _ in bundled_photos()]
+    assert all(p["class"] in holdout.FLOWERS for p in data["predictions"])
+    # accuracy needs the preprocessing: refused without one, run with --spec
+    dataset = tmp_path / "data" / "rose"
+    dataset.mkdir(parents=True)
+    cv2.imwrite(str(dataset / "a.png"), bundled_photos()[0][1])
+    code = crossrt.main(["accuracy", str(fp32), "--dataset", str(dataset.parent)])
+    assert code == 2 and "preprocessing is unknown" in capsys.readouterr().err
+    code = crossrt.main(["accuracy", str(fp32), "--spec", str(model), "--dataset",
+                         str(dataset.parent), "--json", str(tmp_path / "accuracy.json")])
+    assert code == 0
+    assert json.loads((tmp_path / "accuracy.json").read_text())["results"][0]["images"] == 1
+
+
+BAD_BARE = {
+    "FP16 of a file that runs as it is": (["--fp16"], "runs as it is"),
+    "a non-square --shapes": (["--shapes", "x:1x3x64x48"], "square RGB inputs"),
+    "--shapes naming another input": (["--shapes", "image:1x3x64x64"], "input is 'x'"),
+    "a --spec of another size": (["--spec", "EfficientNetB0"], "takes 64x64 inputs but"),
+    "--compare with another model's input": (["--compare", "B0"], "compare models of one input"),
+    "a runtime that runs no graphs": (["--runtimes", "paddle"], "runtime paddle does not run"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BARE))
+def test_bad_bare_file_requests_are_one_line_exit_2(flowers, defects, tmp_path, capsys, case):
+    _, export = flowers
+    fp32, _ = bare_copy(export, tmp_path / "bare")
+    argv, fragment = BAD_BARE[case]
+    argv = [str(defects[1] / "model.onnx") if a == "B0" else a for a in argv]
+    code = crossrt.main(["validate", str(fp32), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and fragment in err[-1] and err[-1].startswith("crossrt validate: error:"), err
+
+
+def test_bench_times_a_bare_file_at_its_own_precision(flowers, tmp_path, capsys):
+    _, export = flowers
+    _, fp16 = bare_copy(export, tmp_path / "bare")
+    quick = ["--runtimes", "onnxruntime", "--batch-sizes", "1", "--duration-s", "0.05",
+             "--min-iterations", "3", "--warmup-ms", "10", "--results", str(tmp_path / "b")]
+    assert crossrt.main(["bench", str(fp16), "--precision", "fp32", *quick]) == 2
+    assert "runs as it is, at FP16" in capsys.readouterr().err
+    assert crossrt.main(["bench", str(fp16), *quick]) == 0
+    records = json.loads((tmp_path / "b" / "bench.json").read_text())["records"]
+    assert [(r["model"], r["precision"], r["status"]) for r in records] == \
+        [("flowers.fp16", "fp16", "ok")]  # no manifest beside it: named by the file
+
+
+@pytest.mark.skipif(TENSORRT_RTX.build_reason() is not None,
+                    reason=str(TENSORRT_RTX.build_reason()))
+def test_a_plan_built_elsewhere_is_validated_by_path(flowers, tmp_path, capsys):
+    """build-engine --saveEngine writes a plan anywhere; validate takes it by path, its input
+    and preprocessing known from its sidecar and the export it was built from."""
+    _, export = flowers
+    plan = tmp_path / "plans" / "flowers.plan"
+    plan.parent.mkdir()
+    assert crossrt.main(["build-engine", "--onnx", str(export / "model.onnx"), "--saveEngine",
+                         str(plan)]) == 0
+    saved = tmp_path / "onnx.json"
+    assert crossrt.main(["validate", str(export / "model.onnx"), "--compare",
+                         str(export / "model.fp16.onnx"), "--save-outputs", str(saved)]) == 0
+    bare = bare_file(plan)
+    assert bare is not None and bare.kinds() == ["tensorrt"]
+    assert (bare.spec.name, bare.spec.crop_size, bare.preprocessing) == \
+        ("flowers_infer", 64, f"the export {export}")
+    capsys.readouterr()
+    code = crossrt.main(["validate", str(plan), "--load-outputs", str(saved)])
+    if not runtimes.is_available("tensorrt")[0]:  # the run needs a GPU; all else ran
+        assert code == 2 and "runtime tensorrt is not available" in capsys.readouterr().err
+        pytest.skip(f"the plan runs on a GPU: {runtimes.is_available('tensorrt')[1]}")
+    assert code == 0, capsys.readouterr()

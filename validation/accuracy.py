@@ -39,12 +39,10 @@ from validation.predictions import PREDICTIONS, PredictionsJournal, partial_path
 from validation.progress import Progress
 from validation.targets import (
     Participant,
-    choose_reference,
-    participants,
+    line_up,
     precisions,
     resolve_target,
     target_files,
-    target_spec,
 )
 
 DEFAULT_BATCH_SIZE = 8  # within the default TensorRT profile (1 to 8)
@@ -142,6 +140,7 @@ class AccuracyRequest:
     max_top1_drop: float | None = None
     min_top1: float | None = None
     force: bool = False  # replace an existing --predictions file that crossrt did not write
+    spec: str | None = None  # a bare file's preprocessing: a model, export, folder or yml
 
     def __post_init__(self) -> None:  # lists, strings and None from callers become typed
         for name in ("runtimes", "precision"):
@@ -216,16 +215,20 @@ def evaluate_accuracy(request: AccuracyRequest | str | Path, dataset: str | Path
     if not isinstance(request, AccuracyRequest):
         request = AccuracyRequest(request, dataset if dataset is not None else "", **options)
     request.check()
-    ref = choose_reference(request.reference)
     wanted = precisions(request.precision, request.fp16)
-    chosen = [ref, *participants(request.runtimes, ref, wanted)]  # before any export
-    spec = target_spec(request.target)  # the dataset is read before anything is exported
+    lineup = line_up(request.target, reference=request.reference, requested=request.runtimes,
+                     wanted=wanted, spec=request.spec)  # and the dataset: before any export
+    spec, ref, chosen = lineup.spec, lineup.reference, [lineup.reference, *lineup.participants]
+    if lineup.bare is not None and lineup.bare.preprocessing is None:
+        raise UsageError(f"{lineup.bare.path.name}'s preprocessing is unknown, and accuracy "
+                         "feeds it images; pass --spec MODEL (or put its inference.yml beside "
+                         "it)")
     check_batch_fits(spec, request.batch_size)
     data = load_dataset(request.dataset, request.labels, num_classes=spec.num_classes,
                         limit=request.limit, class_names=spec.class_names(),
                         synsets=imagenet_synsets() if spec.label_set == IMAGENET_1K else ())
     _check_images_exist(data)
-    export_dir, manifest, warnings = resolve_target(request.target, FP16 in wanted)
+    export_dir, manifest, warnings = resolve_target(request.target, FP16 in wanted, lineup.bare)
     journal = PredictionsJournal(request.predictions, {
         "model": spec.name, "target": str(export_dir.resolve()), "reference": ref.label,
         "runtimes": [p.label for p in chosen], "dataset": data.fingerprint(),

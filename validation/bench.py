@@ -28,6 +28,7 @@ from core.preprocess import check_batch_fits
 from core.spec import BATCH_SIZES, DEFAULT_TABLE, FP16, LATENCY_TABLES, ModelSpec, Precision
 from exporter.specs import get_spec
 from validation import tables
+from validation.artifacts import bare_file, is_bare_file
 from validation.figures import is_crossrt_figure
 from validation.progress import Progress
 from validation.targets import existing_export
@@ -102,7 +103,8 @@ class BenchConfig:
                         include_transfers=include_transfers)
         specs = [_target_spec(model) for model in models]
         folders = tuple((spec.name, str(model)) for spec, model in zip(specs, models)
-                        if Path(model).is_dir())  # an export, or a model to export
+                        if Path(model).exists())  # an export, a model to export, a file
+        chosen = _bare_precisions(models, chosen, explicit=bool(precisions or fp16))
         for spec in specs:
             check_batch_fits(spec, max(batch_sizes))
         if runtimes:
@@ -294,7 +296,8 @@ def _sweep_model(config: BenchConfig, spec: ModelSpec, cells: list[Cell], export
                              "threads": config.threads}
     try:
         named = dict(config.folders).get(spec.name, spec.name)
-        target = Path(named) if existing_export(named) is not None else \
+        ready = existing_export(named) is not None or is_bare_file(named)
+        target = Path(named) if ready else \
             Path(export(named, fp16=any(c.precision == FP16 for c in cells)))
     except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
         for cell in cells:
@@ -428,6 +431,23 @@ def best_runtime(is_available: RuntimeCheck | None = None) -> str:
         reasons.append(f"{kind}: {why}")
     raise DependencyError(f"no runtime to bench with ({'; '.join(reasons)}); "
                           "pip install onnxruntime")
+
+
+def _bare_precisions(models: Sequence[str], chosen: tuple[Precision, ...], *,
+                     explicit: bool) -> tuple[Precision, ...]:
+    """A bare file is timed as it is, at its own precision: the sweep's precisions by default,
+    and any other precision asked for is refused."""
+    own = {model: bare.precision for model in models if (bare := bare_file(model)) is not None}
+    if not own:
+        return chosen
+    if not explicit:
+        chosen = tuple(dict.fromkeys(own.values()))
+    for model, precision in own.items():
+        if set(chosen) != {precision}:
+            raise UsageError(f"{Path(model).name} runs as it is, at {precision.upper()}; bench "
+                             f"it alone at that precision (--precision {precision}), or bench "
+                             "an export folder, which holds both precisions")
+    return chosen
 
 
 def _default_export(model: str | Path, *, fp16: bool) -> Path:

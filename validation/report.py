@@ -221,7 +221,11 @@ def _warnings(context: ReportContext | None) -> list[str]:
 
 
 def _predictions(context: ReportContext) -> str:
-    return "; ".join(f"{name}: {label} ({p:.2f})" for name, label, p in context.predictions)
+    def shown(name: str) -> str:  # a file name that is not UTF-8 is shown escaped
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    return "; ".join(f"{shown(name)}: {label} ({p:.2f})"
+                     for name, label, p in context.predictions)
 
 
 def _describe_mapping(values: Mapping[str, Any]) -> str:

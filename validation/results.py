@@ -39,6 +39,50 @@ def _is_saved_results(path: Path) -> bool:
 SAVED_OUTPUTS = OutputKind("saved-outputs file", _is_saved_results)
 
 
+def _is_saved_inputs(path: Path) -> bool:
+    document = json_document(path)
+    return isinstance(document, list) and all(
+        isinstance(feed, dict) and all(isinstance(v, dict) and v.get("polygraphy_class") ==
+                                       "ndarray" for v in feed.values()) for feed in document)
+
+
+# Polygraphy's inputs file (``polygraphy run --save-inputs``/``--load-inputs``): one feed per
+# iteration, the same iterations as the saved outputs beside it
+SAVED_INPUTS = OutputKind("saved-inputs file", _is_saved_inputs)
+
+
+def inputs_path(outputs: str | Path) -> Path:
+    """Where the inputs of a saved-outputs file go: ``outs.json`` -> ``outs.inputs.json``."""
+    outputs = Path(outputs)
+    return outputs.with_name(f"{outputs.stem}.inputs{outputs.suffix or '.json'}")
+
+
+def save_inputs(path: str | Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> Path:
+    """The feeds as Polygraphy's inputs JSON (what ``polygraphy run --load-inputs`` reads)."""
+    from polygraphy import json as pjson
+
+    return write_atomic(path, pjson.to_json([dict(feed) for feed in feeds]))
+
+
+def load_inputs(path: str | Path) -> list[dict[str, np.ndarray]]:
+    """Polygraphy's inputs JSON (``--save-inputs``, or crossrt's ``--save-outputs``)."""
+    from polygraphy import json as pjson
+
+    source = Path(path)
+    try:
+        feeds = pjson.from_json(source.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read inputs {source}: {exc.strerror or exc}") from None
+    except Exception:  # noqa: BLE001 - whatever Polygraphy's decoder raises on a foreign file
+        feeds = None
+    if not isinstance(feeds, list) or not feeds or not all(
+            isinstance(f, dict) and all(isinstance(v, np.ndarray) for v in f.values())
+            for f in feeds):
+        raise UsageError(f"{source} is not Polygraphy inputs (a JSON list of feeds, as "
+                         "polygraphy run --save-inputs writes); pass such a file")
+    return feeds
+
+
 @dataclass(frozen=True)
 class Sample:
     """One row of a batch: where it came from ("chelsea", "random:seed=0:3") and its hash

@@ -26,6 +26,7 @@ from exporter.inference_yml import is_inference_model, spec_from_folder
 from exporter.specs import get_spec, spec_of
 from runtimes.base import Runner
 from runtimes.factory import require_available, runner_class
+from validation.artifacts import BareFile, bare_file, is_bare_file
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Participant:
 
     kind: str
     precision: Precision = FP32
+    path: Path | None = None  # the model file it runs (--compare), else the target's
 
     @property
     def runner(self) -> type[Runner]:
@@ -42,7 +44,8 @@ class Participant:
 
     @property
     def label(self) -> str:
-        return self.kind if self.precision == FP32 else f"{self.kind}-{self.precision}"
+        label = self.kind if self.precision == FP32 else f"{self.kind}-{self.precision}"
+        return f"{label} ({self.path.name})" if self.path is not None else label
 
     @classmethod
     def parse(cls, label: str) -> tuple[str, Precision | None]:
@@ -57,16 +60,20 @@ class Participant:
         """Its runner on the export (activate it with ``with``)."""
         log.info(f"loading {self.label}")
         fp16 = {"fp16": True} if self.precision == FP16 else {}
-        return runtimes.create_runner(self.kind, export_dir, **fp16, **options)
+        return runtimes.create_runner(self.kind, self.path or export_dir, **fp16, **options)
 
 
-def choose_reference(reference: str | None) -> Participant:
+def choose_reference(reference: str | None, bare: BareFile | None = None) -> Participant:
     """``reference`` (a kind or a row label), available here; by default the most preferred
-    runner that is (``reference_rank``: Paddle Inference, else ONNX Runtime CPU FP32)."""
+    runner that is (``reference_rank``: Paddle Inference, else ONNX Runtime CPU FP32; for a
+    bare file, the first that runs it)."""
     if reference is None:
-        ranked = runtimes.preferred("reference_rank")
+        ranked = bare.kinds() if bare else runtimes.preferred("reference_rank")
         reference = next((k for k in ranked if runtimes.is_available(k)[0]), ranked[-1])
     kind, precision = Participant.parse(reference)
+    if bare is not None:
+        bare.check_runs_on(kind)
+        return Participant(require_available(kind), bare.precision)
     return _participant(require_available(kind), precision or FP32)
 
 
@@ -81,15 +88,27 @@ def precisions(precision: Sequence[str] | None, fp16: bool) -> tuple[Precision, 
 
 
 def participants(requested: Sequence[str] | None, reference: Participant,
-                 wanted: Sequence[Precision] = (FP32,)) -> list[Participant]:
+                 wanted: Sequence[Precision] = (FP32,),
+                 bare: BareFile | None = None) -> list[Participant]:
     """The runtimes beside the reference: ``requested`` (kinds, each available here, or row
     labels such as ``onnxruntime-fp16``), else every one available here; each at every
-    ``wanted`` precision its runner runs (FP16: the FP16 graph, or engine)."""
+    ``wanted`` precision its runner runs (FP16: the FP16 graph, or engine). A bare file runs
+    as it is, on the runtimes that run it, at its own precision."""
     named = [Participant.parse(label) for label in dict.fromkeys(requested or ())]
     if requested is None:
-        named = [(k, None) for k in runtimes.RUNNER_KINDS if runtimes.is_available(k)[0]]
+        named = [(k, None) for k in (bare.kinds() if bare else runtimes.RUNNER_KINDS)
+                 if runtimes.is_available(k)[0]]
     for kind, _ in named:
         require_available(kind)
+    if bare is not None:
+        if FP16 in wanted or any(precision for _, precision in named):
+            raise UsageError(f"{bare.path.name} runs as it is, at its own precision; leave out "
+                             "--fp16/--precision and -fp16 runtimes (or give an export folder, "
+                             "whose FP16 graph and engine are its own)")
+        for kind, _ in named:
+            bare.check_runs_on(kind)
+        return [p for p in dict.fromkeys(Participant(kind, bare.precision) for kind, _ in named)
+                if p != reference]
     chosen = [Participant(kind, each) for each in wanted for kind, precision in named
               if precision is None and (each == FP32 or runner_class(kind).runs_fp16)]
     chosen += [_participant(kind, precision) for kind, precision in named if precision]
@@ -107,7 +126,7 @@ def _participant(kind: str, precision: Precision) -> Participant:
 def existing_export(target: str | Path) -> ExportDir | None:
     """The export folder ``target`` names, or None for a model name or a Paddle inference model
     folder (exported on first use); a path that is neither is refused."""
-    if is_inference_model(target):
+    if is_inference_model(target) or is_bare_file(target):
         return None
     folder = ExportDir(target)
     if not folder.path.exists() and _looks_like_path(str(target)):
@@ -122,6 +141,8 @@ def existing_export(target: str | Path) -> ExportDir | None:
 def target_spec(target: str | Path) -> ModelSpec:
     """The model ``target`` holds, known before anything is exported (so that every input
     is checked first): its manifest's, or the registry's for a model name."""
+    if (bare := bare_file(target)) is not None:
+        return bare.spec
     folder = existing_export(target)
     if folder is not None:
         return spec_of(folder.manifest())
@@ -131,16 +152,44 @@ def target_spec(target: str | Path) -> ModelSpec:
 def target_files(target: str | Path) -> list[Path]:
     """The files a command on ``target`` reads (an existing export's), which no output of the
     command may be written over."""
+    if is_bare_file(target):
+        return [Path(target)]
     folder = ExportDir(target)
     return folder.input_files() if folder.path.is_dir() else []
 
 
-def resolve_target(target: str | Path, fp16: bool) -> tuple[Path, dict[str, Any], list[str]]:
-    """The export folder, its manifest, and a warning per graph edited since export.
+@dataclass(frozen=True)
+class Lineup:
+    """Who runs in a check, decided before any work: the target's spec (a bare file's own),
+    the reference, and the runtimes beside it."""
+
+    spec: ModelSpec
+    reference: Participant
+    participants: list[Participant]
+    bare: BareFile | None
+
+
+def line_up(target: str | Path, *, reference: str | None, requested: Sequence[str] | None,
+            wanted: Sequence[Precision], spec: str | None = None,
+            shapes: str | None = None) -> Lineup:
+    """The check's runners and spec (``spec``/``shapes``: a bare file's, see artifacts)."""
+    bare = bare_file(target, spec, shapes)
+    ref = choose_reference(reference, bare)
+    chosen = participants(requested, ref, wanted, bare)
+    return Lineup(bare.spec if bare else target_spec(target), ref, chosen, bare)
+
+
+def resolve_target(target: str | Path, fp16: bool, bare: BareFile | None = None,
+                   ) -> tuple[Path, dict[str, Any], list[str]]:
+    """The export folder (or the bare file), its manifest, and a warning per graph edited
+    since export.
 
     A model name means its default export folder: used as it is when it exists (whatever its
     weights), exported first when it does not."""
     from exporter.export import default_export
+
+    if bare is not None:
+        return bare.path, {"weights": bare.weights()}, []
 
     folder = existing_export(target) or ExportDir(default_export(target, fp16=fp16))
     manifest = folder.manifest()

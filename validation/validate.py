@@ -29,21 +29,22 @@ from core.layout import ExportDir
 from core.log import log
 from core.preprocess import batches, check_batch_fits, load_images, preprocess, random_inputs
 from core.spec import FP16, FP32, ModelSpec, Precision
+from runtimes.factory import require_available
+from validation.artifacts import RANDOM_ONLY, BareFile, bare_file
 from validation.report import ComparisonRecord, ReportContext
-from validation.results import SAVED_OUTPUTS
+from validation.results import SAVED_INPUTS, SAVED_OUTPUTS, inputs_path
 from validation.targets import (
     Participant,
-    choose_reference,
-    participants,
+    line_up,
     precisions,
     resolve_target,
     target_files,
-    target_spec,
 )
 
 DEFAULT_BATCH_SIZES = (1, 4)  # one photograph at a time, and a batch of them
 _NOTHING_TO_COMPARE = ("nothing to compare: name a runtime other than the reference "
-                       "(--runtimes) or saved outputs (--load-outputs)")
+                       "(--runtimes), saved outputs (--load-outputs) or another model file "
+                       "(--compare)")
 
 Feeds = dict[int, list[tuple[Any, dict[str, np.ndarray]]]]  # batch size -> (names, feed)...
 Outputs = dict[int, list[dict[str, np.ndarray]]]  # batch size -> outputs per feed
@@ -58,7 +59,7 @@ class ValidationRequest:
     passing runs, False never.
     """
 
-    target: str | Path  # an export folder or a model name
+    target: str | Path  # an export folder, a model name, or a bare .onnx file or engine plan
     runtimes: tuple[str, ...] | None = None  # None: every one available here
     reference: str | None = None  # None: Paddle Inference, else ONNX Runtime CPU
     atol: float | None = None
@@ -75,15 +76,20 @@ class ValidationRequest:
     precision: tuple[str, ...] | None = None  # these precisions (None: FP32)
     localize: bool | None = None
     force: bool = False  # replace an existing --save-outputs file that crossrt did not write
+    compare: tuple[Path, ...] = ()  # other model files run on the same inputs (.onnx, plans)
+    load_inputs: Path | None = None  # Polygraphy inputs JSON: the inputs, instead of photos
+    spec: str | None = None  # a bare file's preprocessing: a model, export, folder or yml
+    shapes: str | None = None  # a bare file's input, NAME:1x3xSxS, where it is dynamic
 
     def __post_init__(self) -> None:  # lists and strings from callers become the typed fields
         for name, kind in (("runtimes", tuple), ("batch_sizes", tuple), ("precision", tuple)):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, kind(getattr(self, name)))
-        for name in ("images", "save_outputs"):
+        for name in ("images", "save_outputs", "load_inputs"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
-        object.__setattr__(self, "load_outputs", tuple(Path(p) for p in self.load_outputs))
+        for name in ("load_outputs", "compare"):
+            object.__setattr__(self, name, tuple(Path(p) for p in getattr(self, name)))
 
     def tolerance(self, precision: Precision) -> Tolerance:
         """The gate at ``precision``: --atol/--rtol set the FP32 one; FP16 graphs keep their
@@ -110,15 +116,27 @@ class ValidationRequest:
         for path in self.load_outputs:
             files.input_file(path, "saved outputs", "pass a file written by --save-outputs "
                              "(or an export's reference.npz)")
+        for path in self.compare:
+            files.input_file(path, "model file to --compare", "pass an .onnx file or an "
+                             "engine plan")
+        if self.load_inputs is not None:
+            files.input_file(self.load_inputs, "inputs", "pass Polygraphy inputs JSON "
+                             "(polygraphy run --save-inputs, or crossrt's --save-outputs)")
+            if self.images is not None:
+                raise UsageError("--load-inputs and --images both give the inputs; pass one")
         files.check_outputs(self.outputs(), self.inputs(), force=self.force)
 
     def outputs(self) -> list[files.Output]:
-        return [files.Output("--save-outputs", self.save_outputs, SAVED_OUTPUTS)] \
-            if self.save_outputs is not None else []
+        if self.save_outputs is None:
+            return []
+        return [files.Output("--save-outputs", self.save_outputs, SAVED_OUTPUTS),
+                files.Output("--save-outputs", inputs_path(self.save_outputs), SAVED_INPUTS)]
 
     def inputs(self) -> list[tuple[str, Path]]:
         """What the run reads: no output may be written over one of these."""
         return [*(("--load-outputs", p) for p in self.load_outputs),
+                *(("--compare", p) for p in self.compare),
+                *(("--load-inputs", p) for p in (self.load_inputs,) if p is not None),
                 *((str(self.target), p) for p in target_files(self.target))]
 
 
@@ -139,21 +157,24 @@ def validate(request: ValidationRequest | str | Path, **options: Any) -> Validat
     if not isinstance(request, ValidationRequest):
         request = ValidationRequest(request, **options)
     request.check()
-    ref = choose_reference(request.reference)
     wanted = precisions(request.precision, request.fp16)
-    chosen = participants(request.runtimes, ref, wanted)
+    lineup = line_up(request.target, reference=request.reference, requested=request.runtimes,
+                     wanted=wanted, spec=request.spec, shapes=request.shapes)
+    spec, ref, bare = lineup.spec, lineup.reference, lineup.bare  # all known before any export
+    chosen = lineup.participants + [_compared(path, spec, request) for path in request.compare]
     if not chosen and not request.load_outputs:
         raise UsageError(_NOTHING_TO_COMPARE)
-    spec = target_spec(request.target)  # every input is read before anything is exported
-    names, feeds = _feeds(spec, request)
+    names, feeds, notes = _feeds(spec, request, bare)
     loaded = [_load_saved(path, spec) for path in request.load_outputs]
-    export_dir, manifest, warnings = resolve_target(request.target, FP16 in wanted)
+    export_dir, manifest, warnings = resolve_target(request.target, FP16 in wanted, bare)
+    warnings += notes
     outputs = {p: _run(p, export_dir, feeds) for p in [ref, *chosen]}
     reference_out = {bs: _concat(runs, len(names)) for bs, runs in outputs[ref].items()}
     if (warning := degenerate_reference(reference_out[min(feeds)])) is not None:
         warnings.append(warning)
     records = [record for participant in chosen for record in _live_records(
-        request, participant, outputs[participant], reference_out, export_dir, feeds)]
+        request, participant, outputs[participant], reference_out, export_dir, feeds,
+        localizable=bare is None and participant.path is None)]
     for path, saved_run in loaded:
         records += _loaded_records(path, saved_run, spec, names, reference_out, feeds,
                                    request.tolerance(FP32), ref.label)
@@ -163,8 +184,11 @@ def validate(request: ValidationRequest | str | Path, **options: Any) -> Validat
         _save(request, spec, feeds, outputs, names)
     context = ReportContext(
         model=spec.name, reference=ref.label, weights=manifest.get("weights", {}),
-        inputs={"photos": [n for n in names if not n.startswith("random:")],
-                "images": str(request.images) if request.images else "bundled (scikit-image)",
+        inputs={"photos": [n for n in names if not n.startswith(("random:", "inputs["))],
+                "images": (str(request.images) if request.images else
+                           f"--load-inputs {request.load_inputs}" if request.load_inputs else
+                           "none (preprocessing unknown)" if bare and not bare.preprocessing
+                           else "bundled (scikit-image)"),
                 "random": request.random, "seed": request.seed, "batch_sizes": sorted(feeds)},
         versions=runtimes.tool_versions(), target=str(export_dir), warnings=tuple(warnings),
         predictions=_predictions(spec, names, reference_out[min(feeds)]))
@@ -184,25 +208,72 @@ def _predictions(spec: ModelSpec, names: list[str],
                  for name, row in zip(names, probabilities) if not name.startswith("random:"))
 
 
-def _feeds(spec: ModelSpec, request: ValidationRequest) -> tuple[list[str], Feeds]:
-    """The sample names, and the inputs batched to each batch size (the last batch filled by
-    cycling samples)."""
+def _feeds(spec: ModelSpec, request: ValidationRequest,
+           bare: BareFile | None) -> tuple[list[str], Feeds, list[str]]:
+    """The sample names, the inputs batched to each batch size (the last batch filled by
+    cycling samples), and what the report should say of them: photographs through the
+    model's preprocessing, --load-inputs, and --random; random only where the preprocessing is
+    unknown (a bare file without a spec)."""
     for batch_size in request.batch_sizes:
         check_batch_fits(spec, batch_size)
-    photos = load_images(request.images)
+    notes, random = [], request.random
+    names: list[str] = []
+    tensors: list[np.ndarray] = []
+    if request.load_inputs is not None:
+        names, tensors = _loaded_inputs(request.load_inputs, spec)
+    elif bare is not None and bare.preprocessing is None:
+        if request.images is not None:
+            raise UsageError(f"{bare.path.name}'s preprocessing is unknown, so --images cannot "
+                             "be fed to it; pass --spec MODEL (or an inference.yml)")
+        random = random or RANDOM_ONLY
+        notes.append(f"{bare.path.name}: preprocessing unknown (no manifest, inference.yml or "
+                     f"--spec): compared on {random} random inputs only, no photographs")
+    else:
+        photos = load_images(request.images)
+        names = [name for name, _ in photos]
+        tensors = [preprocess(image, spec) for _, image in photos]
     # every sample is held once as an input and once batched, its outputs once per runtime
-    count = len(photos) + request.random
+    count = len(names) + random
     check_batch_fits(spec, count, factor=4, fix="use a smaller --random",
-                     what=f"{count} samples ({len(photos)} photographs and --random)")
-    names = [name for name, _ in photos]
-    tensors = [preprocess(image, spec) for _, image in photos]
-    if request.random:
-        names += [f"random:seed={request.seed}:{i}" for i in range(request.random)]
-        tensors += list(random_inputs(spec, request.random, request.seed))
+                     what=f"{count} samples ({len(names)} given and --random)")
+    if random:
+        names += [f"random:seed={request.seed}:{i}" for i in range(random)]
+        tensors += list(random_inputs(spec, random, request.seed))
     samples = np.stack(tensors)
     return names, {bs: [(chunk_names, {spec.input_name: chunk}) for chunk_names, chunk in
                         zip(batches(np.array(names), bs), batches(samples, bs))]
-                   for bs in sorted(set(request.batch_sizes))}
+                   for bs in sorted(set(request.batch_sizes))}, notes
+
+
+def _loaded_inputs(path: Path, spec: ModelSpec) -> tuple[list[str], list[np.ndarray]]:
+    """Every sample of Polygraphy inputs JSON, named ``inputs[feed]:row``."""
+    from validation.results import load_inputs
+
+    names, tensors = [], []
+    for index, feed in enumerate(load_inputs(path)):
+        array = feed.get(spec.input_name)
+        if array is None or array.ndim != 4 or tuple(array.shape[1:]) != spec.input_shape:
+            got = "no such input" if array is None else f"shape {list(array.shape)}"
+            raise UsageError(f"--load-inputs {path}: feed {index} has {got} for "
+                             f"{spec.input_name!r}; {spec.name} takes N x "
+                             f"{' x '.join(map(str, spec.input_shape))}")
+        names += [f"inputs[{index}]:{row}" for row in range(len(array))]
+        tensors += list(array.astype(np.float32))
+    return names, tensors
+
+
+def _compared(path: Path, spec: ModelSpec, request: ValidationRequest) -> Participant:
+    """Another model file (--compare) on the first runtime here that runs it, fed as the
+    target is."""
+    other = bare_file(path, shapes=request.shapes) if request.shapes else bare_file(path)
+    if other is None:
+        raise UsageError(f"--compare {path}: not an .onnx file or an engine plan")
+    if (other.spec.input_name, other.spec.input_shape) != (spec.input_name, spec.input_shape):
+        raise UsageError(f"--compare {path} takes {other.spec.input_name!r} of "
+                         f"{list(other.spec.input_shape)}, the target {spec.input_name!r} of "
+                         f"{list(spec.input_shape)}; compare models of one input")
+    kind = next((k for k in other.kinds() if runtimes.is_available(k)[0]), other.kinds()[0])
+    return Participant(require_available(kind), other.precision, path)
 
 
 def _run(participant: Participant, export_dir: Path, feeds: Feeds) -> Outputs:
@@ -213,7 +284,7 @@ def _run(participant: Participant, export_dir: Path, feeds: Feeds) -> Outputs:
 
 def _live_records(request: ValidationRequest, participant: Participant, outputs: Outputs,
                   reference_out: dict[int, dict[str, np.ndarray]], export_dir: Path,
-                  feeds: Feeds) -> list[ComparisonRecord]:
+                  feeds: Feeds, *, localizable: bool = True) -> list[ComparisonRecord]:
     """One runtime against the reference at every batch size; localised once where wanted
     (every batch size runs the same graph)."""
     tolerance = request.tolerance(participant.precision)
@@ -224,7 +295,7 @@ def _live_records(request: ValidationRequest, participant: Participant, outputs:
         result = compare_outputs(reference, _concat(runs, samples), tolerance)
         localization = None
         wanted = request.localize or (request.localize is None and not result)
-        if participant.runner.localizable and wanted and not localized:
+        if localizable and participant.runner.localizable and wanted and not localized:
             log.info(f"localising {participant.label} at batch {bs}")
             localization = _localize(participant, export_dir, feeds[bs][0][1], tolerance)
             localized = True
@@ -306,10 +377,18 @@ def _loaded_records(path: Path, saved: Any, spec: ModelSpec, names: list[str],
 
 def _save(request: ValidationRequest, spec: ModelSpec, feeds: Feeds,
           outputs: dict[Participant, Outputs], names: list[str]) -> Path:
-    from validation.results import SavedIteration, SavedResults, SavedRun, save_results
+    from validation.results import (
+        SavedIteration,
+        SavedResults,
+        SavedRun,
+        save_inputs,
+        save_results,
+    )
 
     assert request.save_outputs is not None
     order = [(bs, i) for bs in sorted(feeds) for i in range(len(feeds[bs]))]
+    # beside it, the same iterations as Polygraphy's inputs: polygraphy run --load-inputs
+    save_inputs(inputs_path(request.save_outputs), [feeds[bs][i][1] for bs, i in order])
     iterations = tuple(SavedIteration.from_feed(feeds[bs][i][1], list(feeds[bs][i][0]))
                        for bs, i in order)
     runs = tuple(SavedRun(runner=p.label, outputs=tuple(runs[bs][i] for bs, i in order),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.labels import IMAGENET_1K
 from core.spec import ModelSpec, Published
-from exporter.family import CountingRule
+from exporter.family import DYGRAPH, CountingRule
 
 if TYPE_CHECKING:
     from paddle import nn
@@ -23,6 +23,18 @@ if TYPE_CHECKING:
 FAMILY = "EfficientNet"
 PADDLECLAS_MODULE = "efficientnet"
 COUNTING_RULES: Mapping[str, CountingRule] = {}  # exporter.counting's rules cover every op
+# ppcls/arch/backbone/model_zoo/efficientnet.py's MODEL_URLS, verbatim
+MODEL_URLS: Mapping[str, str] = {
+    "EfficientNetB0_small": DYGRAPH + "EfficientNetB0_small_pretrained.pdparams",
+    "EfficientNetB0": DYGRAPH + "EfficientNetB0_pretrained.pdparams",
+    "EfficientNetB1": DYGRAPH + "EfficientNetB1_pretrained.pdparams",
+    "EfficientNetB2": DYGRAPH + "EfficientNetB2_pretrained.pdparams",
+    "EfficientNetB3": DYGRAPH + "EfficientNetB3_pretrained.pdparams",
+    "EfficientNetB4": DYGRAPH + "EfficientNetB4_pretrained.pdparams",
+    "EfficientNetB5": DYGRAPH + "EfficientNetB5_pretrained.pdparams",
+    "EfficientNetB6": DYGRAPH + "EfficientNetB6_pretrained.pdparams",
+    "EfficientNetB7": DYGRAPH + "EfficientNetB7_pretrained.pdparams",
+}
 # float32 rounding between Paddle and ONNX Runtime, times max(1, max|logit|): B7 measures 4e-5
 EXPORT_TOLERANCE = 1e-4
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from core.labels import IMAGENET_1K
 from core.spec import ModelSpec, Published
-from exporter.family import CountingRule
+from exporter.family import DYGRAPH, CountingRule
 
 if TYPE_CHECKING:
     from paddle import nn
@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 FAMILY = "ResNeXt101_wsl"
 PADDLECLAS_MODULE = "resnext101_wsl"
 COUNTING_RULES: Mapping[str, CountingRule] = {}  # exporter.counting's rules cover every op
+# ppcls/arch/backbone/model_zoo/resnext101_wsl.py's MODEL_URLS, verbatim ("32x16_wsl" is
+# PaddleClas's spelling); Fix_ResNeXt's is on PaddleClas's model-zoo page (its code has none)
+MODEL_URLS: Mapping[str, str] = {
+    "ResNeXt101_32x8d_wsl": DYGRAPH + "ResNeXt101_32x8d_wsl_pretrained.pdparams",
+    "ResNeXt101_32x16d_wsl": DYGRAPH + "ResNeXt101_32x16_wsl_pretrained.pdparams",
+    "ResNeXt101_32x32d_wsl": DYGRAPH + "ResNeXt101_32x32d_wsl_pretrained.pdparams",
+    "ResNeXt101_32x48d_wsl": DYGRAPH + "ResNeXt101_32x48d_wsl_pretrained.pdparams",
+    "Fix_ResNeXt101_32x48d_wsl": DYGRAPH + "Fix_ResNeXt101_32x48d_wsl_pretrained.pdparams",
+}
 # float32 rounding between Paddle and ONNX Runtime, times max(1, max|logit|): grows with
 # width and depth (ResNeXt101_32x8d measures 5e-4)
 EXPORT_TOLERANCE = 1e-3
