@@ -112,13 +112,8 @@ def save_inference_model(folder: Path, architecture: str, *, classes: int, side:
     ``legacy``, ``inference.pdmodel``, beside ``inference.pdiparams``."""
     paddle.seed(seed)
     model = ExportModel(ARCHITECTURES[architecture](classes), softmax)
-    for layer in model.sublayers():  # trained-looking BatchNorm statistics, not 0 and 1
-        if isinstance(layer, nn.BatchNorm2D):
-            layer._mean.set_value(paddle.uniform(layer._mean.shape, min=-0.2, max=0.2))
-            layer._variance.set_value(paddle.uniform(layer._variance.shape, min=0.5, max=1.5))
-    head = [layer for layer in model.sublayers() if isinstance(layer, nn.Linear)][-1]
-    head.weight.set_value(head.weight * 20)  # confident, distinct predictions, as if trained
     model.eval()
+    _calibrate(model, side)
     with warnings.catch_warnings():  # Paddle's note on full_graph, as PaddleClas's export gets
         warnings.simplefilter("ignore", UserWarning)
         static = paddle.jit.to_static(model, input_spec=[
@@ -130,6 +125,41 @@ def save_inference_model(folder: Path, architecture: str, *, classes: int, side:
     else:
         paddle.jit.save(static, str(folder / "inference"))
     return folder
+
+
+def _calibrate(model: ExportModel, side: int) -> None:
+    """Statistics a trained network would have (random weights give activations of 1e-4 and
+    the same class for every image): each BatchNorm's mean and variance measured on the
+    bundled photographs and seeded noise images, layer by layer, then the head's logits
+    standardised over them, so that predictions differ from image to image."""
+    import cv2
+    import numpy as np
+
+    from core.preprocess import bundled_photos
+
+    images = [cv2.resize(p, (side, side)) for _, p in bundled_photos()]
+    images += list(np.random.default_rng(0).integers(0, 256, (4, side, side, 3), np.uint8))
+    batch = paddle.to_tensor(np.stack([(i.astype(np.float32) / 255 - 0.5) / 0.25
+                                       for i in images]).transpose(0, 3, 1, 2))
+
+    def seen(layer: nn.Layer) -> np.ndarray:
+        captured: list[Any] = []
+        hook = layer.register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0]))
+        with paddle.no_grad():
+            model.backbone(batch)
+        hook.remove()
+        return captured[0].numpy()
+
+    for layer in model.sublayers():
+        if isinstance(layer, nn.BatchNorm2D):
+            x = seen(layer)
+            layer._mean.set_value(x.mean(axis=(0, 2, 3)))
+            layer._variance.set_value(x.var(axis=(0, 2, 3)) + 1e-3)
+    head = [layer for layer in model.sublayers() if isinstance(layer, nn.Linear)][-1]
+    logits = seen(head) @ head.weight.numpy()
+    scale = 3 / (logits.std(axis=0) + 1e-6)
+    head.weight.set_value((head.weight.numpy() * scale).astype("float32"))
+    head.bias.set_value((-logits.mean(axis=0) * scale).astype("float32"))
 
 
 def paddleclas_config(*, resize_short: int, crop: int, class_id_map_file: Path,
