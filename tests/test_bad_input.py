@@ -32,6 +32,7 @@ from rt_fixtures import write_tiny_onnx
 
 import crossrt
 from core.layout import ExportDir
+from exporter.pretrained import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -667,6 +668,58 @@ ROUND_3 = [
          env=(("HOME", "{tmp}/disk"), ("XDG_CACHE_HOME", "{tmp}/disk/.cache"))),
 ]
 CASES += [dataclasses.replace(case, process=True) for case in ROUND_3]  # each a real process
+
+
+def class_folders(*names: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        for name in names:
+            photos(f"classes/{name}", count=1)(folder)
+    return edit
+
+
+BARE = ("validate", f"{COPY}/model.onnx")  # a graph given as a file (its export beside it)
+ROUND_4 = [  # bring your own model: bare files, inference.yml models, official weights
+    Case("bare-file-at-fp16", (*BARE, "--fp16"), 2, "runs as it is", copy_export()),
+    Case("bare-file-as-another-runtime", (*BARE, "--runtimes", "paddle"), 2,
+         "runtime paddle does not run model.onnx", copy_export()),
+    Case("inputs-not-polygraphy", (*BARE, "--load-inputs", "{tmp}/notes.txt", "--compare",
+                                   f"{COPY}/model.fp16.onnx"), 2,
+         "is not Polygraphy inputs", copy_export(write("../notes.txt", "mine"))),
+    Case("inputs-and-images", (*BARE, "--load-inputs", "{tmp}/notes.txt", "--images",
+                               "{tmp}/imgs"), 2, "--load-inputs and --images both",
+         lambda tmp, export: (copy_export(write("../notes.txt", "x"))(tmp, export),
+                              photos()(tmp))),
+    Case("compare-a-text-file", (*BARE, "--compare", "{tmp}/notes.txt"), 2,
+         "not an .onnx file or an engine plan", copy_export(write("../notes.txt", "mine"))),
+    Case("compare-a-missing-file", (*BARE, "--compare", "{tmp}/nowhere.onnx"), 2,
+         "does not exist", copy_export()),
+    Case("shapes-malformed", (*BARE, "--shapes", "x:224"), 2, "expected NAME:NxCxHxW",
+         copy_export()),
+    Case("shapes-of-an-export", (*VALIDATE, "--shapes", "x:1x3x224x224"), 2, "knows its own"),
+    Case("spec-unknown", (*BARE, "--spec", "EfficientNetB9"), 2, "unknown model",
+         copy_export()),
+    Case("save-outputs-inputs-over-a-user-file", (*VALIDATE, "--save-outputs", "{tmp}/o.json"),
+         2, "is not a saved-inputs file crossrt wrote", in_tmp(write("o.inputs.json", "mine"))),
+    Case("accuracy-of-a-file-fed-nothing-known", ("accuracy", "{tmp}/t.onnx", "--dataset",
+                                                  "{tmp}/imgs"), 2,
+         "preprocessing is unknown", in_tmp(tiny_onnx("t.onnx"), photos())),
+    Case("class-folders-naming-no-class", ("accuracy", "{export}", "--dataset",
+                                           "{tmp}/classes"), 2,
+         "class folder 'puppies' names no class", in_tmp(class_folders("tench", "puppies"))),
+    Case("pretrained-offline", ("export-onnx", SMALL, "--pretrained", "--out", "{tmp}/o"), 2,
+         "cannot download http://127.0.0.1:9/EfficientNetB0_small_pretrained.pdparams",
+         env=((MIRROR_ENV, "http://127.0.0.1:9"), ("CROSSRT_HOME", "{tmp}/home"))),
+    Case("pretrained-for-an-inference-model", ("export-onnx", "{tmp}/m", "--pretrained"), 2,
+         "is a Paddle inference model already", in_tmp(write("m/inference.yml", "{}"))),
+    Case("inference-yml-not-yaml", ("export-onnx", "{tmp}/m"), 2, "is not YAML",
+         lambda tmp, export: (shutil.copytree(export / "paddle", tmp / "m"),
+                              write("m/inference.yml", "a: [b")(tmp))),
+    Case("inference-yml-without-preprocessing", ("export-onnx", "{tmp}/m"), 2,
+         "no PreProcess.transform_ops",
+         lambda tmp, export: (shutil.copytree(export / "paddle", tmp / "m"),
+                              write("m/inference.yml", "PostProcess: {}")(tmp))),
+]
+CASES += [dataclasses.replace(case, process=True) for case in ROUND_4]
 
 
 # --- the checks ----------------------------------------------------------------------------
