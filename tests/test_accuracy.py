@@ -379,3 +379,21 @@ def test_class_folders_named_by_synset_class_name_or_index_any_subset(tmp_path):
     with pytest.raises(UsageError, match="two folders of one class"):
         load_dataset(tmp_path / "synsets", num_classes=1000, class_names=names,
                      synsets=imagenet_synsets())
+
+
+def test_changed_predictions_are_named_by_class():
+    """The report names the classes an image moved between, by the model's label list."""
+    from validation.accuracy import AccuracyRun, RuntimeAccuracy
+    from validation.accuracy_report import render_table
+
+    ref, fp16 = RuntimeAccuracy("paddle"), RuntimeAccuracy("onnxruntime-fp16")
+    ref.images = fp16.images = ref.agreed = 1
+    fp16.examples.append({"path": "roses/a.jpg", "label": 2, "paddle": 2,
+                          "onnxruntime-fp16": 0})
+    run = AccuracyRun(model="flowers", target="t", reference="paddle", results=(ref, fp16),
+                      dataset={"evaluated": 1, "root": "d", "layout": "folders"}, excluded=(),
+                      published={"top1": None, "top5": None, "ref_top1": None,
+                                 "ref_top5": None}, weights={}, gates={}, failures=(),
+                      class_names=("daisy", "dandelion", "rose"))
+    assert ("onnxruntime-fp16: 1 images changed their top-1, e.g. roses/a.jpg (paddle rose "
+            "(2), onnxruntime-fp16 daisy (0))") in render_table(run)

@@ -102,6 +102,7 @@ class AccuracyRun:
     resumed: int = 0  # images taken from an interrupted run's predictions
     seconds: float = 0.0  # wall time of this session's images
     versions: dict[str, str] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()  # index by index: how reports name a class
 
     @property
     def passed(self) -> bool:
@@ -250,7 +251,7 @@ def evaluate_accuracy(request: AccuracyRequest | str | Path, dataset: str | Path
         gates={"max_top1_drop": request.max_top1_drop, "min_top1": request.min_top1},
         failures=tuple(request.gate_failures(results)), warnings=tuple(warnings),
         predictions=journal.finish(), resumed=len(done), seconds=seconds,
-        versions=runtimes.tool_versions())
+        versions=runtimes.tool_versions(), class_names=spec.class_names())
 
 
 def _check_images_exist(data: Dataset) -> None:

@@ -51,8 +51,13 @@ def render_table(run: AccuracyRun) -> str:
                  "lists them (Reference Top1/Top5)")
     for result in run.results:
         if result.examples:
-            shown = ", ".join(f"{e['path']} ({run.reference} {e[run.reference]}, "
-                              f"{result.runtime} {e[result.runtime]})" for e in result.examples)
+            def named(index: int) -> str:
+                names = run.class_names
+                return f"{names[index]} ({index})" if 0 <= index < len(names) else str(index)
+
+            shown = ", ".join(f"{e['path']} ({run.reference} {named(e[run.reference])}, "
+                              f"{result.runtime} {named(e[result.runtime])})"
+                              for e in result.examples)
             lines.append(f"{result.runtime}: {result.differ} images changed their top-1, e.g. "
                          f"{shown}")
     if run.excluded:
