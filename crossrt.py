@@ -516,6 +516,53 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+# --- triton ------------------------------------------------------------------------------
+
+def _triton_args(parser: argparse.ArgumentParser) -> None:
+    from exporter.triton import CLASSIFIER_BACKENDS
+
+    parser.add_argument("target", help="an export folder (from export-onnx), a model name or a "
+                        "Paddle inference model's folder (exported on first use)")
+    parser.add_argument("--out", required=True, metavar="REPO", help="the model repository")
+    parser.add_argument("--engine", metavar="PLAN", help="also serve this TensorRT plan (built "
+                        "from the export's graph by build-engine) as tensorrt_plan")
+    parser.add_argument("--max-batch-size", type=int, default=8, help="default 8")
+    parser.add_argument("--instances", type=int, default=1, help="instances of each model")
+    parser.add_argument("--dynamic-batching", action="store_true",
+                        help="let Triton gather requests into batches")
+    parser.add_argument("--preferred-batch-sizes", type=_csv(int), default=[],
+                        metavar="4,8", help="batch sizes dynamic batching aims for")
+    parser.add_argument("--ensemble", action="store_true", help="also preprocessing (JPEG/PNG "
+                        "bytes, crossrt's own code), top-k postprocessing and their ensemble")
+    parser.add_argument("--classifier-backend", choices=CLASSIFIER_BACKENDS,
+                        default="onnxruntime", help="onnxruntime (Triton's ONNX Runtime "
+                        "backend, default) or python (ONNX Runtime in the Python backend, for "
+                        "CPU-only hosts)")
+    parser.add_argument("--tensorrt-accelerator", action="store_true", help="ONNX Runtime's "
+                        "TensorRT execution accelerator, FP16")
+    _force_arg(parser)
+
+
+def _triton(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.layout import MANIFEST_FILE
+    from exporter.export import default_export
+    from exporter.triton import TritonRequest, write_repository
+
+    target = Path(args.target)  # an export as it is; a model (or model folder): its export
+    export = target if (target / MANIFEST_FILE).is_file() else default_export(args.target)
+    repository = write_repository(TritonRequest(
+        export=export, out=Path(args.out), engine=Path(args.engine) if args.engine else None,
+        max_batch_size=args.max_batch_size, instances=args.instances,
+        dynamic_batching=args.dynamic_batching,
+        preferred_batch_sizes=tuple(args.preferred_batch_sizes), ensemble=args.ensemble,
+        classifier_backend=args.classifier_backend,
+        tensorrt_accelerator=args.tensorrt_accelerator, force=args.force))
+    _out(f"{repository.path}: {', '.join(repository.models)}")
+    return 0
+
+
 # --- the registry of subcommands --------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None],
@@ -537,6 +584,8 @@ COMMANDS: list[Command] = [
      _bench_args, _bench),
     ("pipeline", "the main job: export-onnx, validate against Paddle, a short bench, a summary",
      _pipeline_args, _pipeline),
+    ("triton", "write a Triton Inference Server model repository of an export (configs checked "
+     "by Triton's own protobuf)", _triton_args, _triton),
 ]
 
 

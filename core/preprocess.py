@@ -71,16 +71,24 @@ def _resize(image: np.ndarray, size: tuple[int, int], interpolation: str,
 
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to HWC uint8 RGB, as PaddleClas's DecodeImage(to_rgb=True)."""
-    import cv2
-
     if not Path(path).is_file():
         raise UsageError(f"cannot read image {path}: not a readable JPEG/PNG file")
     limits.check_file_size(Path(path), limits.IMAGE_BYTES, "image")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    _check_dimensions(path, data)
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), str(path))
+
+
+def decode_image(data: bytes | np.ndarray, name: str = "(bytes)") -> np.ndarray:
+    """Encoded image bytes (a file's, or a request's) to HWC uint8 RGB, size-checked first."""
+    import cv2
+
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    if data.size > limits.IMAGE_BYTES:
+        raise UsageError(f"image {name} has {data.size:,} bytes, over crossrt's limit of "
+                         f"{limits.IMAGE_BYTES:,}")
+    _check_dimensions(name, data)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise UsageError(f"cannot read image {path}: not a readable JPEG/PNG file")
+        raise UsageError(f"cannot read image {name}: not a readable JPEG/PNG file")
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
