@@ -148,6 +148,18 @@ def set_metadata(graph: onnx.ModelProto, spec: ModelSpec, weights: dict[str, Any
         graph.metadata_props.add(key=key, value=value)
 
 
+def io_records(graph: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A graph's inputs (its weights left out) and outputs, as :func:`io_record`s."""
+    weights = {t.name for t in graph.graph.initializer}
+    return ([io_record(v) for v in graph.graph.input if v.name not in weights],
+            [io_record(v) for v in graph.graph.output])
+
+
+def fixed_dim(dim: int | str) -> int | None:
+    """An io_record dim as a size: None when dynamic (a name such as ``batch``, or unknown)."""
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
 def io_record(value: Any) -> dict[str, Any]:
     from onnx import helper
 

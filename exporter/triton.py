@@ -42,7 +42,8 @@ _PYTHON_MODELS = Path(__file__).resolve().parent / "triton_models"
 # crossrt's own preprocessing, copied beside the preprocess model (it imports nothing else)
 _CORE = Path(__file__).resolve().parents[1] / "core"
 _CORE_FILES = ("__init__.py", "errors.py", "limits.py", "spec.py", "preprocess.py")
-_ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32"}
+_TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64",
+                 "int32": "TYPE_INT32"}  # numpy's names (core.graphs.io_record) -> Triton's
 
 
 @dataclass(frozen=True)
@@ -160,25 +161,21 @@ class GraphIO:
 
 
 def _graph_io(graph: Path) -> GraphIO:
-    from core.graphs import read_onnx
+    from core.graphs import fixed_dim, io_records, read_onnx
 
-    model = read_onnx(graph)
-    weights = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
+    inputs, outputs = io_records(read_onnx(graph))
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UsageError(f"{graph.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                         "crossrt serves classifiers of one input and one output")
 
-    def describe(value: Any) -> tuple[str, tuple[int | None, ...], str]:
-        tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-        kind = _ONNX_TYPES.get(tensor.elem_type)
+    def described(record: dict[str, Any]) -> tuple[str, tuple[int | None, ...], str]:
+        kind = _TRITON_TYPES.get(record["dtype"])
         if kind is None:
-            raise UsageError(f"{graph.name}: {value.name!r} has an ONNX type ({tensor.elem_type}) "
+            raise UsageError(f"{graph.name}: {record['name']!r} is {record['dtype']}, a type "
                              "crossrt does not serve")
-        return value.name, dims, kind
+        return record["name"], tuple(fixed_dim(d) for d in record["shape"]), kind
 
-    if len(inputs) != 1 or len(model.graph.output) != 1:
-        raise UsageError(f"{graph.name} has {len(inputs)} inputs and {len(model.graph.output)} "
-                         "outputs; crossrt serves classifiers of one input and one output")
-    return GraphIO(describe(inputs[0]), describe(model.graph.output[0]))
+    return GraphIO(described(inputs[0]), described(outputs[0]))
 
 
 def _batched_dims(graph: Path, io: tuple[str, tuple[int | None, ...], str]) -> list[int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -719,6 +720,20 @@ ROUND_4 = [  # bring your own model: bare files, inference.yml models, official 
          lambda tmp, export: (shutil.copytree(export / "paddle", tmp / "m"),
                               write("m/inference.yml", "PostProcess: {}")(tmp))),
 ]
+TRITON = ("triton", "{export}", "--out", "{tmp}/r")
+if importlib.util.find_spec("tritonclient") is not None:  # crossrt[serve]
+    ROUND_4 += [
+        Case("triton-preferred-above-the-max", (*TRITON, "--max-batch-size", "4",
+                                                "--dynamic-batching", "--preferred-batch-sizes",
+                                                "8"), 2, "is outside 1 to --max-batch-size 4"),
+        Case("triton-no-instances", (*TRITON, "--instances", "0"), 2, "give 1 to 64"),
+        Case("triton-over-a-user-folder", ("triton", "{export}", "--out", "{tmp}/mine"), 2,
+             "is not a Triton repository crossrt wrote", user_folder),
+        Case("triton-into-the-export", ("triton", COPY, "--out", COPY), 2,
+             "holds the export it is made from", copy_export()),
+        Case("triton-engine-without-sidecar", (*TRITON, "--engine", "{tmp}/e.plan"), 2,
+             "has no sidecar saying its profile", in_tmp(write("e.plan", "not a plan"))),
+    ]
 CASES += [dataclasses.replace(case, process=True) for case in ROUND_4]
 
 

@@ -167,29 +167,23 @@ def _file_io(path: Path, shapes: str | None) -> tuple[FileIO, Path | None]:
 def _graph_io(graph: Path) -> FileIO:
     import onnx
 
-    from core.graphs import read_onnx
+    from core.graphs import fixed_dim, io_records, read_onnx
 
     model = read_onnx(graph)
-    inputs = [i for i in model.graph.input
-              if i.name not in {t.name for t in model.graph.initializer}]
+    inputs, outputs = io_records(model)
     if len(inputs) != 1:
         raise UsageError(f"{graph.name} has {len(inputs)} inputs; crossrt checks classifiers of "
                          "one image input")
-
-    def dims(value: onnx.ValueInfoProto) -> list[int | None]:
-        return [d.dim_value if d.HasField("dim_value") else None
-                for d in value.type.tensor_type.shape.dim]
-
-    shape = dims(inputs[0])
+    shape = [fixed_dim(d) for d in inputs[0]["shape"]]
     if len(shape) != 4 or shape[1] not in (3, None):
-        raise UsageError(f"{graph.name}'s input {inputs[0].name!r} is {shape}, not N x 3 x H x W")
+        raise UsageError(f"{graph.name}'s input {inputs[0]['name']!r} is {shape}, not N x 3 x H x "
+                         "W")
     side = shape[2] if shape[2] is not None and shape[2] == shape[3] else None
-    output = model.graph.output[0]
-    out_shape = dims(output)
+    out_shape = [fixed_dim(d) for d in outputs[0]["shape"]]
     classes = out_shape[-1] if len(out_shape) == 2 else None
     kinds = [t.data_type for t in model.graph.initializer]
     half = kinds.count(onnx.TensorProto.FLOAT16) > kinds.count(onnx.TensorProto.FLOAT)
-    return FileIO(inputs[0].name, side, output.name, classes, FP16 if half else FP32)
+    return FileIO(inputs[0]["name"], side, outputs[0]["name"], classes, FP16 if half else FP32)
 
 
 def _parse_shapes(text: str) -> tuple[str, int]:
