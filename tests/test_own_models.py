@@ -280,6 +280,7 @@ def test_a_bare_onnx_file_against_another_then_replayed_by_polygraphy(flowers, t
                          str(fp16), "--json", str(report)])
     data = json.loads(report.read_text())
     assert code == 0 and data["comparisons"][0]["top1_samples"] == 8 + 2 * 4
+    assert data["predictions"] == [] and data["inputs"]["photos"] == []  # no photograph here
     assert not any("preprocessing unknown" in w for w in data["warnings"])
 
 

@@ -184,7 +184,7 @@ def validate(request: ValidationRequest | str | Path, **options: Any) -> Validat
         _save(request, spec, feeds, outputs, names)
     context = ReportContext(
         model=spec.name, reference=ref.label, weights=manifest.get("weights", {}),
-        inputs={"photos": [n for n in names if not n.startswith(("random:", "inputs["))],
+        inputs={"photos": [n for n in names if _is_photo(n)],
                 "images": (str(request.images) if request.images else
                            f"--load-inputs {request.load_inputs}" if request.load_inputs else
                            "none (preprocessing unknown)" if bare and not bare.preprocessing
@@ -205,7 +205,12 @@ def _predictions(spec: ModelSpec, names: list[str],
     probabilities = scores if spec.output_name == "probabilities" else softmax(scores)
     classes = spec.class_names()
     return tuple((name, classes[int(row.argmax())], float(row.max()))
-                 for name, row in zip(names, probabilities) if not name.startswith("random:"))
+                 for name, row in zip(names, probabilities) if _is_photo(name))
+
+
+def _is_photo(name: str) -> bool:
+    """A photograph's sample, not a random input's or a loaded input's."""
+    return not name.startswith(("random:", "inputs["))
 
 
 def _feeds(spec: ModelSpec, request: ValidationRequest,
