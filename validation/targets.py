@@ -1,11 +1,12 @@
-"""What validate and accuracy share: the export they run, the reference and the runtimes
-beside it, and how each one's runner is opened.
+"""What validate and accuracy share: the export they run, the reference and the runtimes beside
+it, and how each one's runner is opened.
 
-A target is an export folder or a model name (its default folder, exported first when it
-does not exist). The reference is Paddle Inference where it is installed (the ground truth),
-else ONNX Runtime CPU; the runtimes beside it are those named, else every one available
-here, each also at FP16 with ``fp16`` where its runner runs FP16. All of it is decided from
-the runners' own declarations (``runtimes.base.Runner``), and checked before any work.
+A target is an export folder, a model name or a Paddle inference model's folder (its default
+export folder, exported first when it does not exist), or a bare model file
+(validation.artifacts). The reference is Paddle Inference where it is installed (the ground
+truth), else ONNX Runtime CPU; the runtimes beside it are those named, else every one available
+here, each also at FP16 with ``fp16`` where its runner runs FP16. All of it is decided from the
+runners' own declarations (``runtimes.base.Runner``), and checked before any work.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def existing_export(target: str | Path) -> ExportDir | None:
 
 def target_spec(target: str | Path) -> ModelSpec:
     """The model ``target`` holds, known before anything is exported (so that every input
-    is checked first): its manifest's, or the registry's for a model name."""
+    is checked first): a bare file's, its manifest's, an inference.yml's, or the registry's."""
     if (bare := bare_file(target)) is not None:
         return bare.spec
     folder = existing_export(target)
