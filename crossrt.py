@@ -546,12 +546,15 @@ def _triton_args(parser: argparse.ArgumentParser) -> None:
 def _triton(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from core.layout import MANIFEST_FILE
-    from exporter.export import default_export
     from exporter.triton import TritonRequest, write_repository
+    from validation.artifacts import is_bare_file
+    from validation.targets import resolve_target
 
-    target = Path(args.target)  # an export as it is; a model (or model folder): its export
-    export = target if (target / MANIFEST_FILE).is_file() else default_export(args.target)
+    if is_bare_file(args.target):
+        raise UsageError(f"{args.target} is a bare file; crossrt triton serves an export "
+                         "(its graph, spec and labels): pass the export folder, and the plan "
+                         "with --engine")
+    export, _, _ = resolve_target(args.target, fp16=False)  # as validate finds its export
     repository = write_repository(TritonRequest(
         export=export, out=Path(args.out), engine=Path(args.engine) if args.engine else None,
         max_batch_size=args.max_batch_size, instances=args.instances,

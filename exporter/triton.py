@@ -117,7 +117,7 @@ def write_repository(request: TritonRequest) -> Repository:
     with files.disk_errors(request.out), repository.staging() as stage:
         name = spec.name
         configs[name] = _classifier(pb, request, spec, graph_io)
-        _copy_graph(graph, stage / name / "1")
+        _copy_graph(graph, graph_io.data_files, stage / name / "1")
         if request.classifier_backend == "python":
             shutil.copy(_PYTHON_MODELS / "classifier.py", stage / name / "1" / "model.py")
         if request.engine is not None:
@@ -155,50 +155,61 @@ def _check_out(out: Path, force: bool, export: Path) -> None:
 
 
 @dataclass(frozen=True)
+class Tensor:
+    name: str
+    dims: list[int]  # without the batch, -1 where dynamic: Triton's dims (max_batch_size > 0)
+    kind: str  # Triton's type name: TYPE_FP32
+
+    def add_to(self, pb: Any, tensors: Any, dims: list[int] | None = None) -> None:
+        tensors.add(name=self.name, data_type=getattr(pb, self.kind), dims=dims or self.dims)
+
+
+@dataclass(frozen=True)
 class GraphIO:
-    input: tuple[str, tuple[int | None, ...], str]  # name, dims with the batch, Triton type
-    output: tuple[str, tuple[int | None, ...], str]
+    """The graph as Triton sees it, from one read: its tensor and its external data files."""
+
+    input: Tensor
+    output: Tensor
+    data_files: tuple[str, ...]  # named relative to the graph, as ONNX keeps them
 
 
 def _graph_io(graph: Path) -> GraphIO:
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
     from core.graphs import fixed_dim, io_records, read_onnx
 
-    inputs, outputs = io_records(read_onnx(graph))
+    model = read_onnx(graph)
+    inputs, outputs = io_records(model)
     if len(inputs) != 1 or len(outputs) != 1:
         raise UsageError(f"{graph.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
                          "crossrt serves classifiers of one input and one output")
 
-    def described(record: dict[str, Any]) -> tuple[str, tuple[int | None, ...], str]:
+    def described(record: dict[str, Any]) -> Tensor:
         kind = _TRITON_TYPES.get(record["dtype"])
         if kind is None:
             raise UsageError(f"{graph.name}: {record['name']!r} is {record['dtype']}, a type "
                              "crossrt does not serve")
-        return record["name"], tuple(fixed_dim(d) for d in record["shape"]), kind
+        dims = [fixed_dim(d) for d in record["shape"]]
+        if not dims or dims[0] is not None:
+            raise UsageError(f"{graph.name}: {record['name']!r} has no dynamic batch dimension "
+                             f"({record['shape']}); Triton batches it only with one (export it "
+                             "again with crossrt)")
+        return Tensor(record["name"], [-1 if d is None else d for d in dims[1:]], kind)
 
-    return GraphIO(described(inputs[0]), described(outputs[0]))
-
-
-def _batched_dims(graph: Path, io: tuple[str, tuple[int | None, ...], str]) -> list[int]:
-    """A tensor's dims without the batch (Triton's ``dims`` with max_batch_size > 0); the
-    graph's first dimension must be dynamic."""
-    name, dims, _ = io
-    if not dims or dims[0] is not None:
-        raise UsageError(f"{graph.name}: {name!r} has no dynamic batch dimension ({list(dims)}); "
-                         "Triton batches it only with one (export it again with crossrt)")
-    return [-1 if d is None else d for d in dims[1:]]
+    data = {ExternalDataInfo(t).location for t in model.graph.initializer
+            if uses_external_data(t)}
+    return GraphIO(described(inputs[0]), described(outputs[0]), tuple(sorted(data)))
 
 
 def _classifier(pb: Any, request: TritonRequest, spec: ModelSpec, io: GraphIO) -> Any:
-    graph = ExportDir(request.export).onnx_path()
     config = pb.ModelConfig(name=spec.name, max_batch_size=request.max_batch_size)
     if request.classifier_backend == "python":
         config.backend = "python"
     else:
         config.platform = "onnxruntime_onnx"
         config.default_model_filename = "model.onnx"
-    for tensors, tensor in ((config.input, io.input), (config.output, io.output)):
-        tensors.add(name=tensor[0], data_type=getattr(pb, tensor[2]),
-                    dims=_batched_dims(graph, tensor))
+    io.input.add_to(pb, config.input)
+    io.output.add_to(pb, config.output)
     kind = pb.ModelInstanceGroup.KIND_CPU if request.classifier_backend == "python" \
         else pb.ModelInstanceGroup.KIND_AUTO
     config.instance_group.add(count=request.instances, kind=kind)
@@ -221,7 +232,7 @@ def _plan(pb: Any, request: TritonRequest, spec: ModelSpec, io: GraphIO) -> Any:
     if sidecar is None:
         raise UsageError(f"{request.engine} has no sidecar saying its profile; build it with "
                          "crossrt build-engine --onnx MODEL.onnx --saveEngine PLAN")
-    name, dims, kind = io.input
+    name, dims = io.input.name, io.input.dims
     profile = sidecar["profiles"][0].get(name)
     if profile is None:
         raise UsageError(f"{request.engine}'s profile has no input {name!r}: a plan of another "
@@ -232,17 +243,14 @@ def _plan(pb: Any, request: TritonRequest, spec: ModelSpec, io: GraphIO) -> Any:
                          f"--max-batch-size is {request.max_batch_size}: give at most "
                          f"{high[0]} (or build it with --maxShapes {name}:"
                          f"{request.max_batch_size}x{'x'.join(map(str, high[1:]))})")
-    if list(low[1:]) != list(high[1:]) or any(d not in (None, h) for d, h in
-                                              zip(dims[1:], high[1:])):
+    if list(low[1:]) != list(high[1:]) or any(d not in (-1, h) for d, h in zip(dims, high[1:])):
         raise UsageError(f"{request.engine} takes {name} of {low[1:]} to {high[1:]}, the graph "
-                         f"{list(dims)}: a plan of another graph")
+                         f"{dims}: a plan of another graph")
     config = pb.ModelConfig(name=f"{spec.name}_trt", platform="tensorrt_plan",
                             default_model_filename="model.plan",
                             max_batch_size=request.max_batch_size)
-    config.input.add(name=name, data_type=getattr(pb, kind), dims=list(high[1:]))
-    out_name, out_dims, out_kind = io.output
-    config.output.add(name=out_name, data_type=getattr(pb, out_kind),
-                      dims=[-1 if d is None else d for d in out_dims[1:]])
+    io.input.add_to(pb, config.input, dims=list(high[1:]))
+    io.output.add_to(pb, config.output)
     config.instance_group.add(count=request.instances, kind=pb.ModelInstanceGroup.KIND_GPU)
     _batching(request, config)
     return config
@@ -259,16 +267,17 @@ def _ensemble(pb: Any, request: TritonRequest, spec: ModelSpec, io: GraphIO,
     """Preprocess (image bytes -> the classifier's input, crossrt's own code), postprocess
     (top-k with names) and the ensemble wiring them."""
     name, batch = spec.name, request.max_batch_size
-    in_name, in_dims, in_kind = io.input
-    out_name, out_dims, out_kind = io.output
+    in_name, out_name = io.input.name, io.output.name
     classes = spec.class_names()
     k = min(TOP_K, len(classes))
+    image = Tensor(IMAGE, [1], "TYPE_STRING")
+    top = [Tensor(SCORES, [k], "TYPE_FP32"), Tensor(CLASS_IDS, [k], "TYPE_INT64"),
+           Tensor(LABELS, [k], "TYPE_STRING")]
     pre, post, pipe = f"{name}_preprocess", f"{name}_postprocess", f"{name}_pipeline"
 
     pre_config = pb.ModelConfig(name=pre, backend="python", max_batch_size=batch)
-    pre_config.input.add(name=IMAGE, data_type=pb.TYPE_STRING, dims=[1])
-    pre_config.output.add(name=in_name, data_type=getattr(pb, in_kind),
-                          dims=list(spec.input_shape))
+    image.add_to(pb, pre_config.input)
+    io.input.add_to(pb, pre_config.output, dims=list(spec.input_shape))  # always that size
     pre_config.instance_group.add(count=request.instances, kind=pb.ModelInstanceGroup.KIND_CPU)
     version = stage / pre / "1"
     (version / "core").mkdir(parents=True)
@@ -278,11 +287,9 @@ def _ensemble(pb: Any, request: TritonRequest, spec: ModelSpec, io: GraphIO,
     (version / "spec.json").write_text(json.dumps(spec.to_dict()))
 
     post_config = pb.ModelConfig(name=post, backend="python", max_batch_size=batch)
-    post_config.input.add(name=out_name, data_type=getattr(pb, out_kind),
-                          dims=[-1 if d is None else d for d in out_dims[1:]])
-    post_config.output.add(name=SCORES, data_type=pb.TYPE_FP32, dims=[k])
-    post_config.output.add(name=CLASS_IDS, data_type=pb.TYPE_INT64, dims=[k])
-    post_config.output.add(name=LABELS, data_type=pb.TYPE_STRING, dims=[k])
+    io.output.add_to(pb, post_config.input)
+    for tensor in top:
+        tensor.add_to(pb, post_config.output)
     post_config.instance_group.add(count=request.instances, kind=pb.ModelInstanceGroup.KIND_CPU)
     post_config.parameters["top_k"].string_value = str(k)
     post_config.parameters["probabilities"].string_value = \
@@ -292,34 +299,26 @@ def _ensemble(pb: Any, request: TritonRequest, spec: ModelSpec, io: GraphIO,
     (stage / post / "labels.txt").write_text("".join(f"{c}\n" for c in classes))
 
     pipe_config = pb.ModelConfig(name=pipe, platform="ensemble", max_batch_size=batch)
-    pipe_config.input.add(name=IMAGE, data_type=pb.TYPE_STRING, dims=[1])
-    pipe_config.output.add(name=out_name, data_type=getattr(pb, out_kind),
-                           dims=[-1 if d is None else d for d in out_dims[1:]])
-    for output in (SCORES, CLASS_IDS, LABELS):
-        pipe_config.output.add(name=output, data_type=next(
-            o.data_type for o in post_config.output if o.name == output), dims=[k])
+    image.add_to(pb, pipe_config.input)
+    for tensor in (io.output, *top):
+        tensor.add_to(pb, pipe_config.output)
     steps = pipe_config.ensemble_scheduling.step
     steps.add(model_name=pre, model_version=-1, input_map={IMAGE: IMAGE},
               output_map={in_name: "pixels"})
     steps.add(model_name=name, model_version=-1, input_map={in_name: "pixels"},
               output_map={out_name: out_name})
     steps.add(model_name=post, model_version=-1, input_map={out_name: out_name},
-              output_map={o: o for o in (SCORES, CLASS_IDS, LABELS)})
+              output_map={t.name: t.name for t in top})
     (stage / pipe / "1").mkdir(parents=True)  # Triton requires the version folder
     return {pre: pre_config, post: post_config, pipe: pipe_config}
 
 
-def _copy_graph(graph: Path, version: Path) -> None:
-    """The graph and its external data files (named relative to it, as ONNX keeps them)."""
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
-    from core.graphs import read_onnx
-
+def _copy_graph(graph: Path, data_files: tuple[str, ...], version: Path) -> None:
+    """The graph and its external data files (their names are relative to it)."""
     version.mkdir(parents=True)
     shutil.copy(graph, version / "model.onnx")
-    for location in {ExternalDataInfo(t).location for t in read_onnx(graph).graph.initializer
-                     if uses_external_data(t)}:
-        shutil.copy(graph.parent / location, version / location)
+    for data in data_files:
+        shutil.copy(graph.parent / data, version / data)
 
 
 def _write_config(pb: Any, config: Any, path: Path) -> None:

@@ -731,6 +731,8 @@ if importlib.util.find_spec("tritonclient") is not None:  # crossrt[serve]
              "is not a Triton repository crossrt wrote", user_folder),
         Case("triton-into-the-export", ("triton", COPY, "--out", COPY), 2,
              "holds the export it is made from", copy_export()),
+        Case("triton-of-a-bare-file", ("triton", f"{COPY}/model.onnx", "--out", "{tmp}/r"), 2,
+             "crossrt triton serves an export", copy_export()),
         Case("triton-engine-without-sidecar", (*TRITON, "--engine", "{tmp}/e.plan"), 2,
              "has no sidecar saying its profile", in_tmp(write("e.plan", "not a plan"))),
     ]

@@ -62,7 +62,6 @@ class Server:
 @pytest.fixture
 def server(monkeypatch, tmp_path):
     served = Server()
-    served.files = {}
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
     monkeypatch.setenv(MIRROR_ENV, served.url)
     yield served

@@ -135,8 +135,8 @@ def _file_io(path: Path, shapes: str | None) -> tuple[FileIO, Path | None]:
 
     io = FileIO("x", None, None, None)
     graph: Path | None = path if path.suffix.lower() == ".onnx" else None
+    sidecar = read_sidecar(path) if graph is None else None
     if graph is None:
-        sidecar = read_sidecar(path)
         if sidecar is not None:
             built_from = Path(sidecar["onnx"]["path"])
             if built_from.is_file():
@@ -150,8 +150,9 @@ def _file_io(path: Path, shapes: str | None) -> tuple[FileIO, Path | None]:
                              "elsewhere?); pass --shapes NAME:1x3xSxS and --spec MODEL")
     if graph is not None:
         io = _graph_io(graph)
-    if graph is not path:
-        io = dataclasses.replace(io, precision=_plan_precision(path))
+    if graph is not path:  # a plan: its precision is the one its sidecar measured
+        half = sidecar is not None and sidecar["precision"]["engine"] == FP16
+        io = dataclasses.replace(io, precision=FP16 if half else FP32)
     if shapes is not None:
         name, side = _parse_shapes(shapes)
         if graph is not None and name != io.input_name:
@@ -195,9 +196,3 @@ def _parse_shapes(text: str) -> tuple[str, int]:
         raise UsageError(f"--shapes {text!r}: crossrt feeds square RGB inputs (N x 3 x S x S)")
     return match[1], height
 
-
-def _plan_precision(path: Path) -> Precision:
-    from runtimes.engine_info import read_sidecar
-
-    sidecar = read_sidecar(path)
-    return FP16 if sidecar is not None and sidecar["precision"]["engine"] == FP16 else FP32

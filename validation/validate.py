@@ -270,7 +270,7 @@ def _loaded_inputs(path: Path, spec: ModelSpec) -> tuple[list[str], list[np.ndar
 def _compared(path: Path, spec: ModelSpec, request: ValidationRequest) -> Participant:
     """Another model file (--compare) on the first runtime here that runs it, fed as the
     target is."""
-    other = bare_file(path, shapes=request.shapes) if request.shapes else bare_file(path)
+    other = bare_file(path, shapes=request.shapes)
     if other is None:
         raise UsageError(f"--compare {path}: not an .onnx file or an engine plan")
     if (other.spec.input_name, other.spec.input_shape) != (spec.input_name, spec.input_shape):
